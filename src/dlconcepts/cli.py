@@ -1,0 +1,144 @@
+"""The `dlc` command. Thin: it parses, finds a lab through the registry, and calls the runner.
+
+    dlc labs                       the labs, with their three steps
+    dlc run LAB|all [options]      run a lab (or the whole course) into a run directory
+
+Every mistake a user can make ends in one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from dlconcepts import __version__
+from dlconcepts.errors import ConfigError, UserError, did_you_mean
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but its errors are one line (no usage block) and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{message} (see '{self.prog} --help')")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="dlc",
+        description="Deep Learning – Concepts and PyTorch Development: every concept of the course as a runnable lab.",
+    )
+    parser.add_argument("--version", action="version", version=f"dlc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    sub.add_parser("labs", help="list the labs with their three steps (function, loss, minimizer)")
+
+    run = sub.add_parser(
+        "run",
+        help="run a lab, or 'all' for the whole course",
+        description="Run a lab into <out>/<yyyymmdd-hhmmss>-<lab>/ (config.json, metrics.json, figures/, "
+        "model.pt, log.txt, report.md). 'dlc run all' runs every lab into one folder with a course index.",
+    )
+    run.add_argument("lab", help="lab id (see 'dlc labs') or 'all'")
+    run.add_argument("--quick", action="store_true", help="a seconds-long run with the same code paths")
+    run.add_argument("--set", dest="set_pairs", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key (repeatable); 'dlc config LAB' lists the keys")
+    run.add_argument("--config", metavar="FILE.toml", help="config overrides from a TOML file")
+    run.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,mps}",
+                     help="where to compute (default auto: cuda, then mps, then cpu)")
+    run.add_argument("--seed", type=int, default=0, help="seed for python, numpy and torch (default 0)")
+    run.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    run.add_argument("--deterministic", action="store_true", help="use deterministic algorithms only")
+    run.add_argument("--out", default="runs", help="parent folder of run directories (default runs/)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars and no log on the terminal")
+
+    show = sub.add_parser("config", help="show a lab's config keys, their defaults, limits and meaning")
+    show.add_argument("lab", help="lab id")
+    return parser
+
+
+def _labs_table() -> str:
+    from dlconcepts.labs import all_labs
+    from dlconcepts.report.markdown import table
+
+    rows: list[tuple[str, ...]] = [("lab", "title", "1. function", "2. loss", "3. minimizer", "data", "typical time")]
+    for lab in all_labs().values():
+        rows.append((lab.id, lab.title, lab.function, lab.loss, lab.minimizer, lab.data, lab.typical_time))
+    return table(rows)
+
+
+def _config_help(lab_id: str) -> str:
+    from dlconcepts.config import fields_of
+    from dlconcepts.labs import get_lab
+    from dlconcepts.report.markdown import table
+
+    lab = get_lab(lab_id)
+    rows: list[tuple[str, ...]] = [("key", "default", "quick", "accepted", "meaning")]
+    for f in fields_of(lab.config):
+        default = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else str(f.default)
+        rows.append((f.name, default, str(lab.quick.get(f.name, "")), f.accepted(), f.help))
+    return f"{lab.id}: {lab.title}\n\n" + table(rows)
+
+
+def _file_values(path: str | None, lab_id: str, lab_ids: Sequence[str]) -> dict[str, Any]:
+    from dlconcepts.config import load_toml
+
+    if path is None:
+        return {}
+    values = load_toml(path)
+    if lab_id == "all":
+        for key, value in values.items():
+            if key not in lab_ids or not isinstance(value, dict):
+                raise ConfigError(
+                    f"{path}: for 'dlc run all' put each lab's keys under its own table, e.g. [mlp-regression]; "
+                    f"'{key}' is not a lab{did_you_mean(key, lab_ids)}"
+                )
+        return values
+    section = values.get(lab_id)
+    return section if isinstance(section, dict) else values
+
+
+def _run(args: argparse.Namespace) -> int:
+    from dlconcepts.config import parse_set_pairs
+    from dlconcepts.labs import all_labs, get_lab
+    from dlconcepts.labs.runner import RunSettings, resolve_config, run_all, run_lab
+
+    settings = RunSettings(
+        quick=args.quick, device=args.device, seed=args.seed, threads=args.threads,
+        deterministic=args.deterministic, quiet=args.quiet, out=args.out,
+    )
+    pairs = parse_set_pairs(args.set_pairs)
+    if args.lab == "all":
+        values = _file_values(args.config, "all", list(all_labs()))
+        root, entries = run_all(settings, values, pairs)
+        failed = [e["id"] for e in entries if e["status"] != "ok"]
+        print(f"course report: {root / 'report.md'}" + (f" ({len(failed)} failed: {', '.join(failed)})" if failed else ""))
+        return 1 if failed else 0
+    lab = get_lab(args.lab)
+    config = resolve_config(lab, args.quick, _file_values(args.config, lab.id, []), pairs)
+    run, _ = run_lab(lab, config, settings)
+    print(f"report: {run.path / 'report.md'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command == "labs":
+            print(_labs_table(), end="")
+            return 0
+        if args.command == "config":
+            print(_config_help(args.lab), end="")
+            return 0
+        if args.command == "run":
+            return _run(args)
+        parser.print_help()
+        return 0
+    except UserError as exc:
+        print(f"dlc: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("dlc: interrupted; files already written are complete (writes are atomic)", file=sys.stderr)
+        return 130

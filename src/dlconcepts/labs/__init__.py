@@ -1,0 +1,36 @@
+"""The labs, found through one registry: adding a lab means adding its module to `LAB_MODULES`.
+
+Each module defines `LAB`, a `Lab` entry; the CLI, `dlc labs`, `dlc run all` and the tests read
+only this registry.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from dlconcepts.errors import UserError, did_you_mean
+from dlconcepts.labs.base import Lab, LabContext, Result
+
+# In course order.
+LAB_MODULES = (
+    "mlp_regression",
+    "mlp_classification",
+)
+
+
+def all_labs() -> dict[str, Lab]:
+    labs = {}
+    for name in LAB_MODULES:
+        lab = importlib.import_module(f"dlconcepts.labs.{name}").LAB
+        labs[lab.id] = lab
+    return labs
+
+
+def get_lab(lab_id: str) -> Lab:
+    labs = all_labs()
+    if lab_id not in labs:
+        raise UserError(f"unknown lab '{lab_id}'{did_you_mean(lab_id, labs)}; available: {', '.join(labs)}, all")
+    return labs[lab_id]
+
+
+__all__ = ["LAB_MODULES", "Lab", "LabContext", "Result", "all_labs", "get_lab"]

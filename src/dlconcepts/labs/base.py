@@ -1,0 +1,55 @@
+"""What every lab is: its three steps, a config dataclass, a quick mode, and `run(config, ctx) -> Result`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from dlconcepts.runs import Run
+from dlconcepts.runtime import Runtime
+
+
+@dataclass(frozen=True)
+class LabContext:
+    """What a lab receives besides its config: where to write, how to compute, how much to show."""
+
+    run: Run
+    runtime: Runtime
+    quick: bool
+    progress: bool
+
+    def log(self, message: str) -> None:
+        self.run.log(message)
+
+
+@dataclass
+class Result:
+    """What a lab found. `table` rows go into the report (first row is the header); `findings` are
+    sentences computed from the numbers; `headline` is the lab's line in the course index."""
+
+    metrics: dict[str, Any]
+    table: list[tuple[str, ...]] = field(default_factory=list)
+    findings: list[str] = field(default_factory=list)
+    headline: str = ""
+
+
+@dataclass(frozen=True)
+class Lab:
+    """A registry entry. `quick` overrides the config for a seconds-long run (used by tests);
+    `prefers_cpu` is the reason a lab stays on the CPU under --device auto ('' = use a GPU)."""
+
+    id: str
+    title: str
+    function: str
+    loss: str
+    minimizer: str
+    data: str
+    typical_time: str
+    config: type
+    run: Callable[[Any, LabContext], Result]
+    quick: dict[str, Any] = field(default_factory=dict)
+    prefers_cpu: str = ""
+
+    def three_steps(self) -> list[tuple[str, str]]:
+        return [("1. function", self.function), ("2. loss", self.loss), ("3. minimizer", self.minimizer)]

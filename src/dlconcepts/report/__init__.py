@@ -1,0 +1,1 @@
+"""Figures (matplotlib, Agg backend, PNG files) and the Markdown reports of runs."""

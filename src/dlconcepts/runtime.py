@@ -1,0 +1,116 @@
+"""Where and how a run computes: device choice, seeding, threads, determinism.
+
+Nothing here is global state of the package: `Runtime` is made once per run and handed down.
+(Seeding does touch the RNGs of python, numpy and torch themselves; that is what seeding means.)
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from dlconcepts.errors import UserError
+
+DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How a run computes. `device_note` says why this device was chosen."""
+
+    device: torch.device
+    device_name: str
+    device_note: str
+    seed: int
+    threads: int
+    deterministic: bool
+
+    def as_dict(self) -> dict:
+        return {
+            "device": str(self.device),
+            "device_name": self.device_name,
+            "device_note": self.device_note,
+            "seed": self.seed,
+            "threads": self.threads,
+            "deterministic": self.deterministic,
+        }
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def describe_device(device: torch.device) -> str:
+    """A device's name as a run log shows it: 'cuda NVIDIA H100 80GB HBM3', 'mps', 'cpu'."""
+    if device.type == "cuda":
+        return f"cuda {torch.cuda.get_device_name(device)}"
+    return device.type
+
+
+def choose_device(requested: str = "auto", prefers_cpu: str = "") -> tuple[torch.device, str]:
+    """Pick the device for a run and say why.
+
+    auto tries cuda, then mps, then cpu. `prefers_cpu` is a lab's reason to stay on the CPU under
+    auto (a tiny MLP launches more kernels than it does arithmetic; a GPU is slower there).
+    An explicit request is obeyed, or refused with a message when that device is absent.
+    """
+    if requested not in DEVICE_CHOICES:
+        raise UserError(f"--device {requested!r} is not known; use one of {', '.join(DEVICE_CHOICES)}")
+    if requested == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("--device cuda was asked for but no CUDA GPU is visible to torch; use --device cpu or auto")
+        return torch.device("cuda"), "asked for with --device cuda"
+    if requested == "mps":
+        if not _mps_available():
+            raise UserError("--device mps was asked for but MPS is not available; use --device cpu or auto")
+        return torch.device("mps"), "asked for with --device mps"
+    if requested == "cpu":
+        return torch.device("cpu"), "asked for with --device cpu"
+    accelerator = "cuda" if torch.cuda.is_available() else "mps" if _mps_available() else None
+    if accelerator is None:
+        return torch.device("cpu"), "auto: no GPU found"
+    if prefers_cpu:
+        return torch.device("cpu"), f"auto: {accelerator} is present, but {prefers_cpu}; pass --device {accelerator} to use it anyway"
+    return torch.device(accelerator), f"auto: {accelerator} found"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (every device). Call before any model is built."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_runtime(
+    device: str = "auto",
+    seed: int = 0,
+    threads: int | None = None,
+    deterministic: bool = False,
+    prefers_cpu: str = "",
+) -> Runtime:
+    """Apply the run's settings to torch and return them as a `Runtime`."""
+    if seed < 0:
+        raise UserError(f"--seed {seed} is impossible; use a seed >= 0")
+    if threads is not None:
+        if threads < 1:
+            raise UserError(f"--threads {threads} is impossible; use 1 or more")
+        torch.set_num_threads(threads)
+    dev, note = choose_device(device, prefers_cpu)
+    if deterministic:
+        # cuBLAS needs this before its first call to be reproducible (PyTorch reproducibility notes).
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    seed_everything(seed)
+    return Runtime(
+        device=dev,
+        device_name=describe_device(dev),
+        device_note=note,
+        seed=seed,
+        threads=torch.get_num_threads(),
+        deterministic=deterministic,
+    )

@@ -1,0 +1,257 @@
+"""The supervised Trainer: step 3 of the course for any model, loss and optimizer.
+
+One epoch is the course's loop — predict, measure the loss, zero the gradients, backpropagate,
+step — over the whole training set at once (the full-batch fast path, no indexing at all) or over
+shuffled mini-batches that cover every sample exactly once. Around that loop stand the guards that
+users of the big frameworks keep asking for:
+
+* a divergence guard: the first NaN or infinite loss stops training at once, restores the weights
+  of the last step whose loss was finite, and raises `TrainingDiverged` naming the epoch and causes;
+* a shape guard: predictions of shape [n, 1] against targets of shape [n] would broadcast to
+  [n, n] inside MSELoss and train on nonsense without a word; that raises `ShapeMismatchError`;
+* a softmax guard: CrossEntropyLoss applies log-softmax itself, so a model that ends in Softmax
+  is refused (the fault of the course's own classification notebook).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dlconcepts.errors import ShapeMismatchError, TrainingDiverged
+from dlconcepts.train.optim import make_optimizer
+
+Metric = Callable[[torch.Tensor, torch.Tensor], float]
+ArrayLike = Any  # numpy array or torch tensor
+
+
+@dataclass
+class History:
+    """One dict per completed epoch: epoch, train_loss, valid_loss (with validation data), metrics."""
+
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    stop_reason: str = "completed"
+    best_epoch: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def column(self, name: str) -> list[float]:
+        return [row[name] for row in self.epochs]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "stop_reason": self.stop_reason, "best_epoch": self.best_epoch}
+
+
+def check_prediction_shape(pred: torch.Tensor, target: torch.Tensor, loss_fn: Callable) -> None:
+    """Refuse prediction/target shapes that a loss would broadcast silently; the message names the fix."""
+    if isinstance(loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss)) and not target.is_floating_point():
+        if pred.ndim != 2 or target.shape != pred.shape[:1]:
+            raise ShapeMismatchError(
+                f"class targets must have shape [n] against logits [n, classes]; got targets {list(target.shape)} "
+                f"and predictions {list(pred.shape)} (flatten the targets with y.reshape(-1))"
+            )
+        return
+    if pred.shape != target.shape:
+        try:
+            broadcast = list(torch.broadcast_shapes(pred.shape, target.shape))
+            what = f"the loss would broadcast them to {broadcast} and compare every prediction with every target"
+        except RuntimeError:
+            what = "the loss cannot pair them up"
+        raise ShapeMismatchError(
+            f"predictions have shape {list(pred.shape)} but targets {list(target.shape)}: {what}; "
+            f"make them match, e.g. y.reshape(-1, 1) for a single-output regression"
+        )
+
+
+def _ends_in_softmax(model: nn.Module) -> bool:
+    last = None
+    for last in model.modules():
+        pass
+    return isinstance(last, (nn.Softmax, nn.LogSoftmax))
+
+
+class Trainer:
+    """Fit `model` to minimize `loss_fn` with an optimizer.
+
+    Args:
+        model: any `nn.Module`; it is moved to `device`.
+        loss_fn: e.g. `nn.MSELoss()` (targets shaped like predictions) or `nn.CrossEntropyLoss()`
+            (logits [n, classes], integer targets [n]).
+        optimizer: a name from `OPTIMIZERS` (built with fused kernels where available — faster, same
+            update) or an optimizer instance you made over `model.parameters()`.
+        lr, weight_decay: used only when `optimizer` is a name.
+        batch_size: None for full batch (every epoch is one step on all samples); otherwise shuffled
+            mini-batches, the last one possibly smaller, every sample once per epoch.
+        metrics: name -> fn(predictions, targets) -> float, logged as train_<name> and valid_<name>.
+        callbacks: EarlyStopping, Checkpoint, ProgressBar, or your own `Callback`.
+        seed: seeds the mini-batch shuffling only (the model is seeded where it is built).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        optimizer: str | torch.optim.Optimizer = "adam",
+        *,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        batch_size: int | None = None,
+        metrics: Mapping[str, Metric] | None = None,
+        callbacks: Sequence[Any] = (),
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        seed: int = 0,
+    ):
+        if batch_size is not None and batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1 or None for full batch; got {batch_size}")
+        if lr <= 0 or not math.isfinite(lr):
+            raise ValueError(f"lr must be a positive number; got {lr}")
+        if isinstance(loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss)) and _ends_in_softmax(model):
+            raise ShapeMismatchError(
+                "the model ends in Softmax but CrossEntropyLoss applies log-softmax itself; "
+                "remove the final Softmax and let the model output logits"
+            )
+        self.device = torch.device(device)
+        self.dtype = dtype or torch.get_default_dtype()
+        self.model = model.to(device=self.device, dtype=self.dtype)
+        self.loss_fn = loss_fn
+        if isinstance(optimizer, str):
+            optimizer = make_optimizer(optimizer, self.model.parameters(), lr=lr, weight_decay=weight_decay)
+        self.optimizer = optimizer
+        self.batch_size = batch_size
+        self.metrics = dict(metrics or {})
+        self.callbacks = list(callbacks)
+        self.generator = torch.Generator().manual_seed(seed)
+        self.history = History()
+        self.stop_training = False
+        self.steps = 0
+
+    # -- data -----------------------------------------------------------------------------------
+    def as_tensor(self, a: ArrayLike, target: bool = False) -> torch.Tensor:
+        t = torch.as_tensor(np.asarray(a) if not isinstance(a, torch.Tensor) else a)
+        if target and not t.is_floating_point():
+            return t.to(self.device, torch.long)
+        return t.to(self.device, self.dtype)
+
+    # -- the loop -------------------------------------------------------------------------------
+    def fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        epochs: int,
+        valid: tuple[ArrayLike, ArrayLike] | None = None,
+    ) -> History:
+        """Train for up to `epochs` epochs (callbacks may stop earlier); returns the `History`."""
+        if epochs < 1:
+            raise ValueError(f"epochs must be >= 1; got {epochs}")
+        X, y = self.as_tensor(X), self.as_tensor(y, target=True)
+        if len(X) != len(y):
+            raise ShapeMismatchError(f"X has {len(X)} rows but y has {len(y)}; give one target per row")
+        Xv = yv = None
+        if valid is not None:
+            Xv, yv = self.as_tensor(valid[0]), self.as_tensor(valid[1], target=True)
+        self.history = History()
+        self.stop_training = False
+        params = [p for p in self.model.parameters()]
+        last_good = [p.detach().clone() for p in params]
+        with torch.no_grad():
+            check_prediction_shape(self.model(X[:2]), y[:2], self.loss_fn)
+
+        for cb in self.callbacks:
+            cb.on_fit_start(self)
+        self.model.train()
+        n = len(X)
+        full_batch = self.batch_size is None or self.batch_size >= n
+        keep_outputs = bool(self.metrics)
+        try:
+            for epoch in range(1, epochs + 1):
+                if full_batch:
+                    batches: Iterable[tuple[torch.Tensor, torch.Tensor]] = ((X, y),)
+                    order = None
+                else:
+                    order = torch.randperm(n, generator=self.generator).to(self.device)
+                    batches = (
+                        (X[idx], y[idx]) for idx in torch.split(order, self.batch_size)  # type: ignore[arg-type]
+                    )
+                loss_sum, outputs = 0.0, []
+                for xb, yb in batches:
+                    pred = self.model(xb)
+                    loss = self.loss_fn(pred, yb)
+                    value = loss.item()
+                    if not math.isfinite(value):
+                        self._restore(params, last_good)
+                        self._diverged(epoch, value)
+                    # These weights gave a finite loss: the ones to fall back on if the next step blows up.
+                    _copy_all(last_good, params)
+                    self.optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    self.optimizer.step()
+                    self.steps += 1
+                    loss_sum += value * len(xb)
+                    if keep_outputs:
+                        outputs.append(pred.detach())
+                logs: dict[str, float] = {"epoch": epoch, "train_loss": loss_sum / n}
+                if keep_outputs:
+                    train_pred = torch.cat(outputs)
+                    train_target = y if order is None else y[order]
+                    for name, fn in self.metrics.items():
+                        logs[f"train_{name}"] = fn(train_pred, train_target)
+                if Xv is not None:
+                    logs.update(self.evaluate(Xv, yv, prefix="valid_"))
+                self.history.epochs.append(logs)
+                for cb in self.callbacks:
+                    cb.on_epoch_end(self, epoch, logs)
+                if self.stop_training:
+                    break
+        finally:
+            for cb in self.callbacks:
+                cb.on_fit_end(self)
+        return self.history
+
+    def _restore(self, params: list[torch.Tensor], saved: list[torch.Tensor]) -> None:
+        _copy_all(params, saved)
+
+    def _diverged(self, epoch: int, value: float) -> None:
+        self.history.stop_reason = f"diverged at epoch {epoch}"
+        lr = self.optimizer.param_groups[0].get("lr")
+        raise TrainingDiverged(
+            f"the loss became {value} at epoch {epoch} (step {self.steps + 1}); training stopped and the last "
+            f"weights with a finite loss were kept. Likely causes: a learning rate too high (lr={lr:g}: try 10× "
+            f"smaller), unscaled inputs or targets (standardize them), or a log/division of zero in the loss",
+            epoch=epoch,
+        )
+
+    # -- evaluation -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, X: ArrayLike) -> torch.Tensor:
+        """The model's outputs in eval mode (dropout off), on the CPU."""
+        was_training = self.model.training
+        self.model.eval()
+        out = self.model(self.as_tensor(X))
+        self.model.train(was_training)
+        return out.cpu()
+
+    @torch.no_grad()
+    def evaluate(self, X: ArrayLike, y: ArrayLike, prefix: str = "") -> dict[str, float]:
+        """Loss and metrics in eval mode: {prefix+'loss': ..., prefix+name: ...}."""
+        was_training = self.model.training
+        self.model.eval()
+        X, y = self.as_tensor(X), self.as_tensor(y, target=True)
+        pred = self.model(X)
+        out = {f"{prefix}loss": self.loss_fn(pred, y).item()}
+        for name, fn in self.metrics.items():
+            out[f"{prefix}{name}"] = fn(pred, y)
+        self.model.train(was_training)
+        return out
+
+
+def _copy_all(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
+    with torch.no_grad():
+        torch._foreach_copy_(dst, src)
