@@ -64,7 +64,8 @@ def _labs_table() -> str:
 
     rows: list[tuple[str, ...]] = [("lab", "title", "1. function", "2. loss", "3. minimizer", "data", "typical time")]
     for lab in all_labs().values():
-        rows.append((lab.id, lab.title, lab.function, lab.loss, lab.minimizer, lab.data, lab.typical_time))
+        steps = [text for _, text in lab.three_steps()]
+        rows.append((lab.id, lab.title, *steps, lab.data, lab.typical_time))
     return table(rows)
 
 

@@ -96,8 +96,8 @@ class Run:
             path = base.with_name(f"{base.name}-{n}")
         return cls(path, quiet=quiet)
 
-    def log(self, message: str) -> None:
-        if not self.quiet:
+    def log(self, message: str, echo: bool = True) -> None:
+        if echo and not self.quiet:
             print(message, file=sys.stdout, flush=True)
         self._log_lines.append(message)
         atomic_write_text(self.path / "log.txt", "\n".join(self._log_lines) + "\n")

@@ -51,5 +51,14 @@ class Lab:
     quick: dict[str, Any] = field(default_factory=dict)
     prefers_cpu: str = ""
 
-    def three_steps(self) -> list[tuple[str, str]]:
-        return [("1. function", self.function), ("2. loss", self.loss), ("3. minimizer", self.minimizer)]
+    def three_steps(self, config: Any = None) -> list[tuple[str, str]]:
+        """The three steps in words, filled in from `config` (the defaults when None).
+
+        `function`, `loss` and `minimizer` may name config fields in braces, e.g. "{optimizer}, full
+        batch", so a report never says Adam when the run used SGD.
+        """
+        values = {}
+        for k, v in vars(config if config is not None else self.config()).items():
+            values[k] = "→".join(map(str, v)) if isinstance(v, tuple) else str(v)
+        steps = [("1. function", self.function), ("2. loss", self.loss), ("3. minimizer", self.minimizer)]
+        return [(name, text.format(**values)) for name, text in steps]

@@ -141,9 +141,9 @@ def _boundary_figure(blobs: GaussianBlobs, data, split, predict):
 LAB = Lab(
     id="mlp-classification",
     title="MLP classification of two Gaussian blobs, against the Bayes-optimal ceiling",
-    function="MLP 2→30→15→2, tanh, logits",
+    function="MLP 2→{hidden}→2, {activation}, logits",
     loss="cross-entropy on logits",
-    minimizer="Adam, mini-batches of 5",
+    minimizer="{optimizer}, mini-batches of {batch_size}",
     data="two Gaussian blobs, 100 points per class (seeded)",
     typical_time="~10 s (quick ~1 s)",
     config=Config,

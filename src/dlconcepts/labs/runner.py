@@ -59,7 +59,7 @@ def run_lab(lab: Lab, config: Any, settings: RunSettings, run_dir: Path | None =
         },
     )
     run.log(f"{lab.id}: {lab.title}  ->  {run.path}")
-    for step, what in lab.three_steps():
+    for step, what in lab.three_steps(config):
         run.log(f"  {step}: {what}")
     run.log(f"  device: {runtime.device_name} ({runtime.device_note}); seed {runtime.seed}; {runtime.threads} threads")
     ctx = LabContext(run=run, runtime=runtime, quick=settings.quick, progress=not settings.quiet)
@@ -67,12 +67,13 @@ def run_lab(lab: Lab, config: Any, settings: RunSettings, run_dir: Path | None =
     try:
         result = lab.run(config, ctx)
     except UserError as exc:
-        run.log(f"error: {exc}")
+        run.log(f"error: {exc}", echo=False)  # the CLI prints it once, on stderr
         raise
     seconds = time.perf_counter() - start
     run.write_json("metrics.json", {"lab": lab.id, "seconds": seconds, **result.metrics})
     run.write_text(
-        "report.md", lab_report(lab, result, run.figures, config_dict, runtime.as_dict(), settings.quick, seconds)
+        "report.md",
+        lab_report(lab, config, result, run.figures, config_dict, runtime.as_dict(), settings.quick, seconds),
     )
     run.log(f"{lab.id}: done in {seconds:.1f} s: {result.headline}")
     return run, result
@@ -118,7 +119,9 @@ def run_all(
     start = time.perf_counter()
     entries = []
     for lab_id, lab in labs.items():
-        entry = {"id": lab_id, "function": lab.function, "loss": lab.loss, "minimizer": lab.minimizer}
+        steps = dict(lab.three_steps(configs[lab_id]))
+        entry = {"id": lab_id, "function": steps["1. function"], "loss": steps["2. loss"],
+                 "minimizer": steps["3. minimizer"]}
         try:
             _, result = run_lab(lab, configs[lab_id], settings, run_dir=root / lab_id)
             entry.update(status="ok", headline=result.headline)

@@ -19,6 +19,7 @@ def table(rows: Sequence[Sequence[Any]]) -> str:
 
 def lab_report(
     lab: Any,
+    lab_config: Any,
     result: Any,
     figures: Sequence[tuple[str, str]],
     config: dict[str, Any],
@@ -27,8 +28,8 @@ def lab_report(
     seconds: float,
 ) -> str:
     """report.md: the three steps first, then what was measured, the figures and the exact config."""
-    parts = [f"# {lab.title} (`{lab.id}`)\n"]
-    parts.append(table([("step", "what this lab uses"), *lab.three_steps()]))
+    parts = [f"# {lab.title} (`{lab.id}`)\n\n"]
+    parts.append(table([("step", "what this lab uses"), *lab.three_steps(lab_config)]))
     mode = "quick" if quick else "full"
     parts.append(
         f"\nData: {lab.data}.  \nRun: {mode} mode, seed {runtime['seed']}, device {runtime['device_name']} "

@@ -161,7 +161,8 @@ class Trainer:
         self.stop_training = False
         params = [p for p in self.model.parameters()]
         last_good = [p.detach().clone() for p in params]
-        with torch.no_grad():
+        with torch.no_grad():  # in eval mode, so batch-norm statistics and dropout are left untouched
+            self.model.eval()
             check_prediction_shape(self.model(X[:2]), y[:2], self.loss_fn)
 
         for cb in self.callbacks:
