@@ -214,8 +214,8 @@ def measure(contender: Contender, X: torch.Tensor, y: torch.Tensor, epochs: int)
     contender.final_loss = final_loss
 
 
-def benchmark(field_: list[Contender], X: torch.Tensor, y: torch.Tensor, epochs: int, repeats: int) -> None:
-    runnable = [c for c in field_ if c.run is not None]
+def benchmark(lineup: list[Contender], X: torch.Tensor, y: torch.Tensor, epochs: int, repeats: int) -> None:
+    runnable = [c for c in lineup if c.run is not None]
     for r in range(repeats):
         # Round-robin, starting one place later each round, so no contender always runs first or
         # always right after the heaviest one.
@@ -237,11 +237,11 @@ def loss_check(hand: Contender, trainer: Contender) -> tuple[bool, str]:
     return ok, line
 
 
-def table(field_: list[Contender], epochs: int) -> str:
-    hand = field_[0].median_steps_per_s(epochs)
+def table(lineup: list[Contender], epochs: int) -> str:
+    hand = lineup[0].median_steps_per_s(epochs)
     header = f"{'contender':<31} {'steps/s':>9} {'min-max':>15} {'x hand':>7} {'final loss':>12}"
     lines = [header, "-" * len(header)]
-    for c in field_:
+    for c in lineup:
         if c.run is None:
             lines.append(f"{c.name:<31} {'not installed':>9}")
             continue
@@ -252,8 +252,8 @@ def table(field_: list[Contender], epochs: int) -> str:
     return "\n".join(lines)
 
 
-def results(field_: list[Contender], epochs: int, repeats: int, loss_ok: bool) -> dict[str, Any]:
-    hand = field_[0].median_steps_per_s(epochs)
+def results(lineup: list[Contender], epochs: int, repeats: int, loss_ok: bool) -> dict[str, Any]:
+    hand = lineup[0].median_steps_per_s(epochs)
     return {
         "workload": {
             "rows": N_ROWS, "layers": list(LAYERS), "activation": "relu", "loss": "MSELoss", "optimizer": "Adam",
@@ -274,7 +274,7 @@ def results(field_: list[Contender], epochs: int, repeats: int, loss_ok: bool) -
                 "ratio_to_hand": c.median_steps_per_s(epochs) / hand if c.run else None,
                 "final_loss": c.final_loss if c.run else None,
             }
-            for c in field_
+            for c in lineup
         ],
     }
 
@@ -289,7 +289,9 @@ def positive_int(text: str) -> int:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=positive_int, default=2000, help="timed full-batch epochs (default 2000)")
-    parser.add_argument("--repeats", type=positive_int, default=3, help="interleaved rounds; the median is shown (default 3)")
+    parser.add_argument(
+        "--repeats", type=positive_int, default=3, help="interleaved rounds; the median is shown (default 3)"
+    )
     parser.add_argument("--json", type=Path, default=None, metavar="PATH", help="also write the results here")
     return parser.parse_args(argv)
 
@@ -299,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     # One thread: the course's models are tiny, and thread pools only add noise on a shared machine.
     torch.set_num_threads(1)
     X, y = workload()
-    field_ = contenders()
+    lineup = contenders()
     print(
         f"Trainer overhead: {args.epochs} full-batch epochs of mlp({', '.join(map(str, LAYERS))}) relu, MSE, "
         f"Adam lr={LR:g}, {N_ROWS} rows, float32, {torch.get_num_threads()} thread\n"
@@ -307,14 +309,14 @@ def main(argv: list[str] | None = None) -> int:
         f"rounds, each after a {min(WARMUP_EPOCHS, args.epochs)}-epoch warm-up\n",
         flush=True,
     )
-    benchmark(field_, X, y, args.epochs, args.repeats)
-    print(table(field_, args.epochs))
-    loss_ok, line = loss_check(field_[0], field_[1])
+    benchmark(lineup, X, y, args.epochs, args.repeats)
+    print(table(lineup, args.epochs))
+    loss_ok, line = loss_check(lineup[0], lineup[1])
     print()
     print(line)
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results(field_, args.epochs, args.repeats, loss_ok), indent=2) + "\n")
+        args.json.write_text(json.dumps(results(lineup, args.epochs, args.repeats, loss_ok), indent=2) + "\n")
         print(f"results written to {args.json}")
     return 0 if loss_ok else 1
 

@@ -1,8 +1,10 @@
 """Optimizers by name, in their fastest correct implementation for the device.
 
 Adam's and AdamW's fused kernels do the whole update of all parameters in one call; on the CPU,
-for the course's small MLPs, that alone is ~1.5× more steps per second than the default per-tensor
-loop (benchmarks/trainer_overhead.py). The arithmetic is the same update rule.
+for the course's small MLPs, that alone is ~1.4× more steps per second than the default per-tensor
+loop (benchmarks/trainer_overhead.py). It is the same update rule, but not bit-identical: operations
+are ordered differently, so float32 results drift apart by rounding (2e-4 relative in the loss after
+2000 steps, measured); in float64 the two agree to 1e-9 (tests/train/test_trainer.py).
 """
 
 from __future__ import annotations
