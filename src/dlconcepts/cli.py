@@ -60,26 +60,26 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _labs_table() -> str:
     from dlconcepts.labs import all_labs
-    from dlconcepts.report.markdown import table
+    from dlconcepts.report.markdown import plain_table
 
-    rows: list[tuple[str, ...]] = [("lab", "title", "1. function", "2. loss", "3. minimizer", "data", "typical time")]
+    rows: list[tuple[str, ...]] = [("lab", "1. function", "2. loss", "3. minimizer", "data", "typical time")]
     for lab in all_labs().values():
         steps = [text for _, text in lab.three_steps()]
-        rows.append((lab.id, lab.title, *steps, lab.data, lab.typical_time))
-    return table(rows)
+        rows.append((lab.id, *steps, lab.data, lab.typical_time))
+    return plain_table(rows) + "\nRun one with: dlc run LAB [--quick]; its keys: dlc config LAB\n"
 
 
 def _config_help(lab_id: str) -> str:
     from dlconcepts.config import fields_of
     from dlconcepts.labs import get_lab
-    from dlconcepts.report.markdown import table
+    from dlconcepts.report.markdown import plain_table
 
     lab = get_lab(lab_id)
     rows: list[tuple[str, ...]] = [("key", "default", "quick", "accepted", "meaning")]
     for f in fields_of(lab.config):
         default = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else str(f.default)
         rows.append((f.name, default, str(lab.quick.get(f.name, "")), f.accepted(), f.help))
-    return f"{lab.id}: {lab.title}\n\n" + table(rows)
+    return f"{lab.id}: {lab.title}\n\n" + plain_table(rows)
 
 
 def _file_values(path: str | None, lab_id: str, lab_ids: Sequence[str]) -> dict[str, Any]:

@@ -163,7 +163,7 @@ LAB = Lab(
     loss="MSE",
     minimizer="{optimizer}, full batch",
     data="y = 3x² + 25x + 580, x in range(-5000, 5000, 100)",
-    typical_time="~8 s (quick ~1 s)",
+    typical_time="~5 s (quick <1 s)",
     config=Config,
     run=run,
     quick={"epochs": 300},

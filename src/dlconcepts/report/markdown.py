@@ -17,6 +17,15 @@ def table(rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def plain_table(rows: Sequence[Sequence[Any]]) -> str:
+    """A table for the terminal: columns padded to their widest cell, a rule under the header."""
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(cells[0]))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines) + "\n"
+
+
 def lab_report(
     lab: Any,
     lab_config: Any,
