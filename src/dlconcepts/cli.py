@@ -2,6 +2,7 @@
 
     dlc labs                       the labs, with their three steps
     dlc run LAB|all [options]      run a lab (or the whole course) into a run directory
+    dlc explain matrix [options]   an MLP as matrix operations, by hand vs PyTorch (--excel: the workbook)
 
 Every mistake a user can make ends in one line on stderr and exit code 2, never a traceback.
 """
@@ -55,6 +56,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser("config", help="show a lab's config keys, their defaults, limits and meaning")
     show.add_argument("lab", help="lab id")
+
+    explain = sub.add_parser("explain", help="make the math visible: 'dlc explain matrix' walks an MLP through by hand")
+    topics = explain.add_subparsers(dest="topic", metavar="TOPIC", parser_class=_Parser, required=True)
+    matrix = topics.add_parser(
+        "matrix",
+        help="an MLP as matrix operations: parameters with the course's names, each layer by hand vs PyTorch",
+        description="Print the course's nn.Sequential(Linear(2,3), Linear(3,2), Linear(2,1)) with the slides' "
+        "weights (or a seeded random MLP): every parameter with the course's name (w13 ... b_y), each layer "
+        "recomputed as X·Wᵀ + b next to the module's own output, and their largest difference.",
+    )
+    matrix.add_argument("--excel", metavar="FILE.xlsx", help="also write the 'use Excel to verify' workbook (live formulas)")
+    matrix.add_argument("--layers", metavar="2,3,2,1", help="layer sizes of a seeded random MLP instead of the course's network")
+    matrix.add_argument("--activation", default="identity", metavar="{identity,relu,sigmoid,tanh}",
+                        help="activation after each hidden layer (default identity, as in the slides)")
+    matrix.add_argument("--seed", type=int, default=None, help="use a random MLP drawn from this seed")
     return parser
 
 
@@ -123,6 +139,20 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _explain_matrix(args: argparse.Namespace) -> int:
+    from dlconcepts.explain.matrix import choose_network, parse_layer_sizes, walk_through
+    from dlconcepts.explain.spreadsheet import write_workbook
+
+    sizes = parse_layer_sizes(args.layers) if args.layers is not None else None
+    net, X, description = choose_network(sizes, args.activation, args.seed)
+    walk = walk_through(net, X)
+    written = write_workbook(walk, args.excel) if args.excel else None
+    print(f"{description}\n\n{walk.text()}", end="")
+    if written:
+        print(f"workbook: {written} (open it in Excel or LibreOffice; every layer is a live formula)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -135,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "run":
             return _run(args)
+        if args.command == "explain":
+            return _explain_matrix(args)
         parser.print_help()
         return 0
     except UserError as exc:

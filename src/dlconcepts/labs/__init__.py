@@ -13,6 +13,10 @@ from dlconcepts.labs.base import Lab, LabContext, Result
 
 # In course order.
 LAB_MODULES = (
+    "linear_gd",
+    "backprop",
+    "matrix",
+    "parallel",
     "mlp_regression",
     "mlp_classification",
 )
