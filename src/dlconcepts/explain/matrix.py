@@ -24,7 +24,15 @@ from torch import nn
 
 from dlconcepts.errors import UserError
 from dlconcepts.nets import mlp
-from dlconcepts.scratch.mlp import ACTIVATIONS, Layer, LayerOutputs, forward_as_matrices, node_labels, parameter_names
+from dlconcepts.scratch.mlp import (
+    ACTIVATIONS,
+    Layer,
+    LayerOutputs,
+    forward_as_matrices,
+    layer_sizes_of,
+    node_names,
+    parameter_names,
+)
 
 # --- the slides' numbers ------------------------------------------------------------------------
 # "Matrix operation": the parameters PyTorch printed for MyNet (printed to 4 decimals), and X.
@@ -185,19 +193,6 @@ def layers_from_sequential(net: nn.Module) -> list[Layer]:
         )
         for part in _split_into_layers(net)
     ]
-
-
-def layer_sizes_of(layers: Sequence[Layer]) -> tuple[int, ...]:
-    return (layers[0].W.shape[1], *(layer.W.shape[0] for layer in layers))
-
-
-def node_names(layer_sizes: Sequence[int]) -> list[list[str]]:
-    """Display names of every node: inputs x1, x2; hidden nodes n3, n4, ...; the output y (or y1, y2, ...)."""
-    labels = node_labels(layer_sizes)
-    names = [[f"x{label}" for label in labels[0]]]
-    names += [[f"n{label}" for label in hidden] for hidden in labels[1:-1]]
-    names.append(list(labels[-1]))
-    return names
 
 
 # --- step 2: by hand and by the module ------------------------------------------------------------

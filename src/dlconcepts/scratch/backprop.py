@@ -25,7 +25,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .mlp import ACTIVATIONS, Layer, LayerOutputs, forward_as_matrices, node_labels, parameter_names
+from .losses import mse as mse_loss  # L = mean of (ŷ − y)², like torch.nn.MSELoss()
+from .mlp import (
+    ACTIVATIONS,
+    Layer,
+    LayerOutputs,
+    forward_as_matrices,
+    layer_sizes_of,
+    node_names,
+    parameter_names,
+)
 
 # ---------------------------------------------------------------------------------------------
 # Each activation's derivative, beside the activation it differentiates (scratch/mlp.py holds
@@ -69,10 +78,6 @@ class LayerGradients:
     db: np.ndarray
 
 
-def layer_sizes_of(layers: Sequence[Layer]) -> tuple[int, ...]:
-    """(inputs, outputs of layer 1, ..., outputs of the last layer)."""
-    return (int(np.shape(layers[0].W)[1]), *(int(np.shape(layer.W)[0]) for layer in layers))
-
 
 def random_layers(
     layer_sizes: Sequence[int],
@@ -97,14 +102,6 @@ def random_layers(
 # ---------------------------------------------------------------------------------------------
 # The loss and the backward pass
 # ---------------------------------------------------------------------------------------------
-
-
-def mse_loss(Y_hat: np.ndarray, Y: np.ndarray) -> float:
-    """L = mean over examples and outputs of (ŷ − y)², like torch.nn.MSELoss(reduction='mean')."""
-    Y_hat, Y = np.asarray(Y_hat, dtype=np.float64), np.asarray(Y, dtype=np.float64)
-    if Y_hat.shape != Y.shape:  # (N, 1) against (N,) would broadcast to (N, N) and give a wrong loss
-        raise ValueError(f"predictions {Y_hat.shape} and targets {Y.shape} differ in shape; reshape the targets")
-    return float(np.mean((Y_hat - Y) ** 2))
 
 
 def mse_loss_gradient(Y_hat: np.ndarray, Y: np.ndarray) -> np.ndarray:
@@ -250,15 +247,6 @@ class ChainRule:
         return f"∂L/∂{self.parameter} = " + " + ".join(path.formula() for path in self.paths)
 
 
-def _node_names(layer_sizes: Sequence[int]) -> list[list[str]]:
-    """x1, x2 for inputs, n3 … for hidden nodes, y (or y1, y2 …) for outputs, as on the slides."""
-    labels = node_labels(layer_sizes)
-    names = [[f"x{label}" for label in labels[0]]]
-    names += [[f"n{label}" for label in level] for level in labels[1:-1]]
-    names.append(list(labels[-1]))
-    return names
-
-
 def chain_rule_terms(X: np.ndarray, Y: np.ndarray, layers: Sequence[Layer]) -> dict[str, ChainRule]:
     """For every parameter (w13 … b_y), its gradient of the MSE written as the slides' chain of factors.
 
@@ -274,7 +262,7 @@ def chain_rule_terms(X: np.ndarray, Y: np.ndarray, layers: Sequence[Layer]) -> d
     X = np.asarray(X, dtype=np.float64)
     outputs = forward_as_matrices(X, layers)
     sizes = layer_sizes_of(layers)
-    nodes = _node_names(sizes)
+    nodes = node_names(sizes)
     dL_dY = mse_loss_gradient(outputs[-1].A, Y)
     slopes = [DERIVATIVES[layer.activation](out.Z, out.A) for layer, out in zip(layers, outputs)]  # f'(z), per level
     activations = [X] + [out.A for out in outputs]  # a_i at level 0 (inputs) … L (outputs)

@@ -78,6 +78,20 @@ def node_labels(layer_sizes: Sequence[int]) -> list[list[str]]:
     return labels
 
 
+def node_names(layer_sizes: Sequence[int]) -> list[list[str]]:
+    """Display names of every node, as on the slides: inputs x1, x2; hidden n3, n4, ...; output y (or y1, y2, ...)."""
+    labels = node_labels(layer_sizes)
+    names = [[f"x{label}" for label in labels[0]]]
+    names += [[f"n{label}" for label in hidden] for hidden in labels[1:-1]]
+    names.append(list(labels[-1]))
+    return names
+
+
+def layer_sizes_of(layers: Sequence[Layer]) -> tuple[int, ...]:
+    """(inputs, outputs of layer 1, ..., outputs of the last layer)."""
+    return (int(np.shape(layers[0].W)[1]), *(int(np.shape(layer.W)[0]) for layer in layers))
+
+
 def parameter_names(layer_sizes: Sequence[int]) -> list[tuple[list[list[str]], list[str]]]:
     """For each layer, the course's names of W's entries (same shape as W) and of b's entries.
 
