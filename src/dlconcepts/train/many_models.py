@@ -1,0 +1,368 @@
+"""Many models at once: R independent copies of one MLP trained in a single vectorized computation.
+
+The course's "variance of the prediction error" notebook trains 300 small MLPs one after another.
+Each step of such a model is a few tiny matrix products, so the loop spends its time in Python and
+in per-call overhead, not in arithmetic. Here the R models are one `StackedMLP` whose parameters
+have a leading model axis — W of shape (R, inputs, outputs), b of shape (R, 1, outputs) — and every
+layer of every model is one batched matrix product, `baddbmm(b, H, W)`.
+
+Each model still trains exactly as it would alone, because nothing in a step mixes models:
+* the objective is the *sum* over models of each model's own mean loss, so ∂objective/∂θ_r is
+  model r's own gradient (the other terms do not depend on θ_r);
+* a batched product and the activations act on each model's slice separately;
+* Adam and SGD (with L2 weight decay) update every number from its own gradient and its own
+  state, so one optimizer over the stacked tensors is R optimizers, one per model.
+(tests/train/test_many_models.py holds each model of a stack against the same model trained alone,
+in float64.) Dropout draws its masks for the whole stack at once: per model they are as random as
+alone, but not the same draws, so runs with dropout agree in distribution, not number for number.
+
+Per-model data: `X` of shape (R, n, d) gives every model its own rows (its own random split);
+(n, d) shares one table. Memory grows linearly with R, so R is cut into chunks that fit
+`memory_budget_mb`, trained one after another.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from dlconcepts.nets.mlp import ACTIVATIONS
+
+LOSSES = ("mse", "cross_entropy")
+OPTIMIZERS = ("adam", "sgd")
+
+
+class StackedMLP(nn.Module):
+    """R MLPs of the same layer sizes as one module: `forward` maps (R, n, inputs) to (R, n, outputs).
+
+    Layer i holds `weight{i}` of shape (R, inputs, outputs) — the transpose of `nn.Linear.weight`,
+    so the forward product needs no transpose — and `bias{i}` of shape (R, 1, outputs).
+    """
+
+    def __init__(self, layer_sizes: Sequence[int], n_models: int, activation: str = "relu", dropout: float = 0.0):
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"activation {activation!r} is not one of {', '.join(ACTIVATIONS)}")
+        self.layer_sizes = tuple(int(s) for s in layer_sizes)
+        self.n_models = int(n_models)
+        self.activation = activation
+        self.dropout = float(dropout)
+        self._act = ACTIVATIONS[activation]()
+        for i, (fan_in, fan_out) in enumerate(zip(self.layer_sizes[:-1], self.layer_sizes[1:])):
+            self.register_parameter(f"weight{i}", nn.Parameter(torch.zeros(n_models, fan_in, fan_out)))
+            self.register_parameter(f"bias{i}", nn.Parameter(torch.zeros(n_models, 1, fan_out)))
+
+    @property
+    def n_layers(self) -> int:
+        return len(self.layer_sizes) - 1
+
+    def layer(self, i: int) -> tuple[nn.Parameter, nn.Parameter]:
+        return getattr(self, f"weight{i}"), getattr(self, f"bias{i}")
+
+    def weights(self) -> list[nn.Parameter]:
+        return [self.layer(i)[0] for i in range(self.n_layers)]
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
+        H = X if X.dim() == 3 else X.unsqueeze(0).expand(self.n_models, *X.shape)
+        for i in range(self.n_layers):
+            W, b = self.layer(i)
+            H = torch.baddbmm(b, H, W)
+            if i < self.n_layers - 1:
+                H = self._act(H)
+                if self.dropout > 0:
+                    H = F.dropout(H, self.dropout, self.training)
+        return H
+
+    # -- to and from single models -------------------------------------------------------------
+    @classmethod
+    def from_models(cls, models: Sequence[nn.Sequential], activation: str = "relu", dropout: float = 0.0) -> "StackedMLP":
+        """Stack R models built by `nets.mlp` (same sizes) into one, copying their parameters."""
+        linears = [[m for m in model if isinstance(m, nn.Linear)] for model in models]
+        sizes = [linears[0][0].in_features] + [lin.out_features for lin in linears[0]]
+        first = next(models[0].parameters())
+        stacked = cls(sizes, len(models), activation, dropout).to(dtype=first.dtype, device=first.device)
+        with torch.no_grad():
+            for i in range(stacked.n_layers):
+                W, b = stacked.layer(i)
+                W.copy_(torch.stack([lin[i].weight.T for lin in linears]))
+                b.copy_(torch.stack([lin[i].bias.unsqueeze(0) for lin in linears]))
+        return stacked
+
+    def model(self, r: int) -> nn.Sequential:
+        """Model r alone, as the `nets.mlp` Sequential it would be (dropout included, in eval mode off)."""
+        from dlconcepts.nets.mlp import mlp
+
+        single = mlp(self.layer_sizes, self.activation, self.dropout).to(self.weight0.dtype)
+        linears = [m for m in single if isinstance(m, nn.Linear)]
+        with torch.no_grad():
+            for i, lin in enumerate(linears):
+                W, b = self.layer(i)
+                lin.weight.copy_(W[r].T)
+                lin.bias.copy_(b[r, 0])
+        return single
+
+    def select(self, rows: torch.Tensor | slice) -> "StackedMLP":
+        """A new stack holding the chosen models (a copy)."""
+        out = StackedMLP(self.layer_sizes, 0, self.activation, self.dropout)
+        for name, p in self.named_parameters():
+            setattr(out, name, nn.Parameter(p.detach()[rows].clone()))
+        out.n_models = out.weight0.shape[0]
+        return out
+
+
+def seeded_models(layer_sizes: Sequence[int], seeds: Sequence[int], activation: str = "relu", dropout: float = 0.0,
+                  init_std: float | None = None) -> list[nn.Sequential]:
+    """One `nets.mlp` per seed, each initialized exactly as `torch.manual_seed(seed); mlp(...)` would be.
+
+    `init_std` replaces PyTorch's default initialization by N(0, init_std²) for weights and biases
+    (the course's "small initial weights" uses 0.002), drawn after the seed, model by model.
+    """
+    from dlconcepts.nets.mlp import mlp
+
+    models = []
+    for seed in seeds:
+        torch.manual_seed(int(seed))
+        model = mlp(layer_sizes, activation, dropout)
+        if init_std is not None:
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.normal_(0.0, init_std)
+        models.append(model)
+    return models
+
+
+@dataclass(frozen=True)
+class ManySettings:
+    """How the R models are trained; every model gets the same settings."""
+
+    epochs: int
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0  # L2: the optimizer's weight_decay, added to every parameter's gradient
+    l1: float = 0.0  # λ·Σ|w| over the weights (not biases) of each model, added to its loss
+    patience: int = 0  # early stopping on each model's validation loss, best weights restored; 0 = off
+    loss: str = "mse"
+    memory_budget_mb: float = 2048.0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1; got {self.epochs}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer {self.optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss {self.loss!r} is not one of {', '.join(LOSSES)}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be a positive number; got {self.lr}")
+        if self.weight_decay < 0 or self.l1 < 0 or self.patience < 0 or self.memory_budget_mb <= 0:
+            raise ValueError("weight_decay, l1 and patience must be >= 0 and memory_budget_mb > 0")
+
+
+@dataclass
+class ManyResult:
+    """What training R models gave. Loss curves are (epochs run, R), NaN after a model stopped."""
+
+    model: StackedMLP
+    train_loss: np.ndarray
+    valid_loss: np.ndarray | None
+    epochs_used: np.ndarray
+    best_epoch: np.ndarray | None
+    diverged_at: np.ndarray  # epoch of the first non-finite training loss, 0 if never
+    chunks: int
+
+    @property
+    def diverged(self) -> np.ndarray:
+        return self.diverged_at > 0
+
+    @torch.no_grad()
+    def predict(self, X: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Every model's outputs in eval mode (dropout off): (R, n, outputs)."""
+        model = self.model.eval()
+        X = torch.as_tensor(np.asarray(X) if not isinstance(X, torch.Tensor) else X, dtype=model.weight0.dtype)
+        return model(X)
+
+
+def bytes_per_model(layer_sizes: Sequence[int], n_train: int, n_valid: int, patience: int, dtype_bytes: int = 4) -> int:
+    """A generous estimate of the memory one model of the stack needs while training.
+
+    Parameters, gradients and two Adam moments (plus the best weights under early stopping), and
+    per training row every layer's pre-activation, activation, dropout mask and their gradients.
+    """
+    n_params = sum(a * b + b for a, b in zip(layer_sizes[:-1], layer_sizes[1:]))
+    widths = sum(layer_sizes[1:])
+    floats = n_params * (5 if patience else 4) + 6 * n_train * widths + 2 * n_valid * max(layer_sizes)
+    return int(floats * dtype_bytes * 1.25)
+
+
+def chunk_size(n_models: int, per_model: int, memory_budget_mb: float) -> int:
+    """How many models fit the budget at once (at least one)."""
+    return max(1, min(n_models, int(memory_budget_mb * 2**20 // max(per_model, 1))))
+
+
+def _per_model_loss(pred: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:
+    """Each model's own mean loss over its rows: shape (R,). Shared targets (no model axis) are broadcast."""
+    R = pred.shape[0]
+    if target.dim() == (pred.dim() if loss == "mse" else pred.dim() - 1) - 1:
+        target = target.unsqueeze(0).expand(R, *target.shape)
+    if loss == "mse":
+        if pred.shape != target.shape:
+            raise ValueError(f"predictions {list(pred.shape)} and targets {list(target.shape)} differ; reshape the targets")
+        return ((pred - target) ** 2).mean(dim=(1, 2))
+    _, n, classes = pred.shape
+    return F.cross_entropy(pred.reshape(R * n, classes), target.reshape(R * n), reduction="none").view(R, n).mean(dim=1)
+
+
+def _make_optimizer(model: StackedMLP, settings: ManySettings) -> torch.optim.Optimizer:
+    params = list(model.parameters())
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay, fused=True)
+    return torch.optim.SGD(params, lr=settings.lr, weight_decay=settings.weight_decay, fused=True)
+
+
+def _as_stack(data: torch.Tensor | np.ndarray, rows: slice, dtype: torch.dtype, device: torch.device, target: bool) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(data) if not isinstance(data, torch.Tensor) else data)
+    t = t.to(device=device, dtype=torch.long if target and not t.is_floating_point() else dtype)
+    per_model = t.dim() == (2 if target and not t.is_floating_point() else 3)
+    return t[rows] if per_model else t
+
+
+def _train_chunk(model: StackedMLP, X, y, Xv, yv, settings: ManySettings, progress: bool, desc: str):
+    """The loop for one chunk of models; returns per-epoch losses and per-model bookkeeping."""
+    R = model.n_models
+    optimizer = _make_optimizer(model, settings)
+    train_rows, valid_rows = [], []
+    diverged_at = torch.zeros(R, dtype=torch.long)
+    best = torch.full((R,), math.inf, dtype=torch.float64)
+    best_epoch = torch.zeros(R, dtype=torch.long)
+    wait = torch.zeros(R, dtype=torch.long)
+    stopped_at = torch.zeros(R, dtype=torch.long)
+    best_state = [p.detach().clone() for p in model.parameters()] if settings.patience else None
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=settings.epochs, desc=desc, leave=False, unit="epoch")
+    model.train()
+    for epoch in range(1, settings.epochs + 1):
+        losses = _per_model_loss(model(X), y, settings.loss)
+        objective = losses.sum()
+        if settings.l1:
+            objective = objective + settings.l1 * sum(W.abs().sum() for W in model.weights())
+        optimizer.zero_grad(set_to_none=True)
+        objective.backward()
+        optimizer.step()
+        train = losses.detach().to(torch.float64).cpu()
+        newly = (~torch.isfinite(train)) & (diverged_at == 0)
+        diverged_at[newly] = epoch
+        train_rows.append(train)
+        if Xv is not None:
+            model.eval()
+            with torch.no_grad():
+                valid = _per_model_loss(model(Xv), yv, settings.loss).to(torch.float64).cpu()
+            model.train()
+            valid_rows.append(valid)
+            if settings.patience:
+                active = stopped_at == 0
+                improved = active & torch.isfinite(valid) & (valid < best)
+                best = torch.where(improved, valid, best)
+                best_epoch[improved] = epoch
+                wait = torch.where(improved, torch.zeros_like(wait), wait + active.long())
+                if improved.any():
+                    idx = improved.nonzero().squeeze(1).to(model.weight0.device)
+                    with torch.no_grad():
+                        for saved, p in zip(best_state, model.parameters()):
+                            saved[idx] = p[idx]
+                stopped_at[active & (wait >= settings.patience)] = epoch
+        if bar is not None:
+            bar.update(1)
+        if settings.patience and Xv is not None and bool((stopped_at > 0).all()):
+            break
+    if bar is not None:
+        bar.close()
+    epochs_run = len(train_rows)
+    epochs_used = torch.where(stopped_at > 0, stopped_at, torch.full_like(stopped_at, epochs_run))
+    if best_state is not None and Xv is not None:
+        with torch.no_grad():
+            for saved, p in zip(best_state, model.parameters()):
+                p.copy_(saved)
+    train_loss = torch.stack(train_rows).numpy()
+    valid_loss = torch.stack(valid_rows).numpy() if valid_rows else None
+    # A stopped model trained on in the batch, but its numbers after its stop are not its own.
+    steps = np.arange(1, epochs_run + 1)[:, None]
+    after_stop = steps > epochs_used.numpy()[None, :]
+    train_loss[after_stop] = np.nan
+    if valid_loss is not None:
+        valid_loss[after_stop] = np.nan
+    return train_loss, valid_loss, epochs_used.numpy(), (best_epoch.numpy() if settings.patience else None), diverged_at.numpy()
+
+
+def train_many(
+    initial: StackedMLP,
+    X: torch.Tensor | np.ndarray,
+    y: torch.Tensor | np.ndarray,
+    settings: ManySettings,
+    valid: tuple[torch.Tensor | np.ndarray, torch.Tensor | np.ndarray] | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype = torch.float32,
+    progress: bool = False,
+) -> ManyResult:
+    """Train the R models of `initial` at once (a trained copy is returned; `initial` is left as it was),
+    full batch, each on its own rows: X (R, n, d) or shared (n, d).
+
+    Targets: (R, n, outputs) floats for "mse" (or shared (n, outputs)); (R, n) or (n,) class
+    indices for "cross_entropy". `valid` has the same layout; with `settings.patience` each model
+    stops on its own validation loss and gets its best weights back.
+    """
+    device = torch.device(device)
+    stack = initial
+    if settings.patience and valid is None:
+        raise ValueError("early stopping (patience > 0) needs validation data: pass valid=(X_valid, y_valid)")
+    R = stack.n_models
+    n_train = (X.shape[1] if np.ndim(X) == 3 else X.shape[0])
+    n_valid = 0 if valid is None else (valid[0].shape[1] if np.ndim(valid[0]) == 3 else valid[0].shape[0])
+    dtype_bytes = torch.finfo(dtype).bits // 8
+    per_chunk = chunk_size(R, bytes_per_model(stack.layer_sizes, n_train, n_valid, settings.patience, dtype_bytes),
+                           settings.memory_budget_mb)
+    pieces = []
+    starts = list(range(0, R, per_chunk))
+    for k, start in enumerate(starts):
+        rows = slice(start, min(start + per_chunk, R))
+        model = stack.select(rows).to(device=device, dtype=dtype)
+        Xc = _as_stack(X, rows, dtype, device, target=False)
+        yc = _as_stack(y, rows, dtype, device, target=True)
+        Xv = yv = None
+        if valid is not None:
+            Xv = _as_stack(valid[0], rows, dtype, device, target=False)
+            yv = _as_stack(valid[1], rows, dtype, device, target=True)
+        desc = f"{R} models" if len(starts) == 1 else f"models {rows.start + 1}-{rows.stop} of {R}"
+        pieces.append((model.cpu(), *_train_chunk(model, Xc, yc, Xv, yv, settings, progress, desc)))
+    return _join(pieces, stack)
+
+
+def _join(pieces, like: StackedMLP) -> ManyResult:
+    """Concatenate the chunks' models and histories along the model axis (curves padded with NaN)."""
+    longest = max(p[1].shape[0] for p in pieces)
+
+    def pad(a: np.ndarray) -> np.ndarray:
+        return np.vstack([a, np.full((longest - a.shape[0], a.shape[1]), np.nan)]) if a.shape[0] < longest else a
+
+    model = StackedMLP(like.layer_sizes, 0, like.activation, like.dropout)
+    for name, _ in like.named_parameters():
+        setattr(model, name, nn.Parameter(torch.cat([getattr(p[0], name).detach() for p in pieces])))
+    model.n_models = model.weight0.shape[0]
+    has_valid = pieces[0][2] is not None
+    has_best = pieces[0][4] is not None
+    return ManyResult(
+        model=model,
+        train_loss=np.hstack([pad(p[1]) for p in pieces]),
+        valid_loss=np.hstack([pad(p[2]) for p in pieces]) if has_valid else None,
+        epochs_used=np.concatenate([p[3] for p in pieces]),
+        best_epoch=np.concatenate([p[4] for p in pieces]) if has_best else None,
+        diverged_at=np.concatenate([p[5] for p in pieces]),
+        chunks=len(pieces),
+    )

@@ -1,0 +1,182 @@
+"""Each model of a stack must train exactly as it would alone (float64), and as a population in float32."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dlconcepts.nets import mlp
+from dlconcepts.train import EarlyStopping, Trainer
+from dlconcepts.train.many_models import (
+    ManySettings,
+    StackedMLP,
+    bytes_per_model,
+    chunk_size,
+    seeded_models,
+    train_many,
+)
+
+SIZES = (1, 12, 8, 1)
+
+
+def per_model_data(R, n, seed=0, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.rand(R, n, 1, generator=g, dtype=dtype) * 4 - 2
+    y = X**3 - X + 0.1 * torch.randn(R, n, 1, generator=g, dtype=dtype)
+    return X, y
+
+
+def assert_close_relative(a: torch.Tensor, b: torch.Tensor, rtol: float):
+    scale = torch.maximum(a.abs().max(), b.abs().max())
+    assert (a - b).abs().max() <= rtol * scale, float((a - b).abs().max() / scale)
+
+
+def test_stack_and_unstack_round_trip():
+    models = seeded_models(SIZES, seeds=[3, 4, 5], activation="tanh")
+    stack = StackedMLP.from_models(models, "tanh")
+    X = torch.randn(3, 7, 1)
+    out = stack(X)
+    for r, model in enumerate(models):
+        torch.testing.assert_close(out[r], model(X[r]))
+        for p, q in zip(stack.model(r).parameters(), model.parameters()):
+            assert torch.equal(p, q)
+
+
+def test_seeded_models_are_what_a_seed_builds_alone():
+    torch.manual_seed(11)
+    alone = mlp(SIZES)
+    (from_seed,) = seeded_models(SIZES, [11])
+    for p, q in zip(alone.parameters(), from_seed.parameters()):
+        assert torch.equal(p, q)
+    small = seeded_models(SIZES, [0, 1], init_std=0.002)
+    weights = torch.cat([p.flatten() for m in small for p in m.parameters()])
+    assert float(weights.detach().std()) == pytest.approx(0.002, rel=0.15)
+
+
+def train_alone(model, X, y, settings: ManySettings, valid=None):
+    """The reference: the package's single-model Trainer, with the same optimizer settings."""
+    def loss_fn(pred, target):
+        loss = nn.functional.mse_loss(pred, target)
+        if settings.l1:
+            loss = loss + settings.l1 * sum(m.weight.abs().sum() for m in model if isinstance(m, nn.Linear))
+        return loss
+
+    callbacks = [EarlyStopping(settings.patience)] if settings.patience else []
+    trainer = Trainer(model, loss_fn, settings.optimizer, lr=settings.lr, weight_decay=settings.weight_decay,
+                      callbacks=callbacks, dtype=torch.float64)
+    return trainer.fit(X, y, settings.epochs, valid=valid)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        ManySettings(epochs=40, optimizer="adam", lr=0.01),
+        ManySettings(epochs=40, optimizer="sgd", lr=0.05),
+        ManySettings(epochs=40, optimizer="adam", lr=0.01, weight_decay=0.01),
+        ManySettings(epochs=40, optimizer="adam", lr=0.01, l1=1e-3),
+    ],
+    ids=["adam", "sgd", "l2", "l1"],
+)
+def test_each_model_trains_exactly_as_alone_in_float64(settings):
+    R, seeds = 5, [10, 11, 12, 13, 14]
+    X, y = per_model_data(R, 16)
+    stack = StackedMLP.from_models(seeded_models(SIZES, seeds), "relu").double()
+    result = train_many(stack, X, y, settings, dtype=torch.float64)
+    for r, model in enumerate(seeded_models(SIZES, seeds)):
+        history = train_alone(model.double(), X[r], y[r], settings)
+        if not settings.l1:  # the reference's loss includes the penalty; the stack reports the data loss
+            np.testing.assert_allclose(result.train_loss[:, r], history.column("train_loss"), rtol=1e-6)
+        for p, q in zip(result.model.model(r).parameters(), model.parameters()):
+            assert_close_relative(p, q, 1e-6)
+
+
+def test_early_stopping_per_model_matches_the_callback():
+    R, seeds = 4, [1, 2, 3, 4]
+    X, y = per_model_data(R, 16, seed=1)
+    Xv, yv = per_model_data(R, 16, seed=2)
+    yv = -yv  # the better a model fits its training rows, the worse it does here: each stops early
+    settings = ManySettings(epochs=300, optimizer="adam", lr=0.02, patience=7)
+    result = train_many(StackedMLP.from_models(seeded_models(SIZES, seeds)).double(), X, y, settings,
+                        valid=(Xv, yv), dtype=torch.float64)
+    for r, model in enumerate(seeded_models(SIZES, seeds)):
+        history = train_alone(model.double(), X[r], y[r], settings, valid=(Xv[r], yv[r]))
+        assert result.epochs_used[r] == len(history) < 300
+        assert result.best_epoch[r] == history.best_epoch
+        for p, q in zip(result.model.model(r).parameters(), model.parameters()):
+            assert_close_relative(p, q, 1e-6)
+        assert np.isnan(result.train_loss[len(history):, r]).all()
+
+
+def test_float32_population_agrees_over_a_long_run():
+    # In float32, rounding differences between a batched and a single product grow over training,
+    # so single models drift apart; the spread of the population must still be the same.
+    scipy_stats = pytest.importorskip("scipy.stats")
+    R = 40
+    seeds = list(range(100, 100 + R))
+    X, y = per_model_data(R, 16, seed=3, dtype=torch.float32)
+    settings = ManySettings(epochs=400, optimizer="adam", lr=0.01)
+    result = train_many(StackedMLP.from_models(seeded_models(SIZES, seeds)), X, y, settings)
+    stacked = result.train_loss[-1]
+    alone = []
+    for r, model in enumerate(seeded_models(SIZES, seeds)):
+        trainer = Trainer(model, nn.MSELoss(), "adam", lr=0.01)
+        alone.append(trainer.fit(X[r], y[r], settings.epochs).epochs[-1]["train_loss"])
+    alone = np.array(alone)
+    assert scipy_stats.ks_2samp(stacked, alone).pvalue > 0.05
+    assert np.median(stacked) == pytest.approx(np.median(alone), rel=0.1)
+
+
+def test_chunks_give_the_same_models_as_one_stack():
+    R, seeds = 6, list(range(6))
+    X, y = per_model_data(R, 8, seed=4)
+    settings = ManySettings(epochs=15, lr=0.01)
+    whole = train_many(StackedMLP.from_models(seeded_models(SIZES, seeds)).double(), X, y, settings,
+                       dtype=torch.float64)
+    per_model = bytes_per_model(SIZES, 8, 0, 0, dtype_bytes=8)
+    budget_mb = 2.5 * per_model / 2**20  # room for two models at a time
+    chunked = train_many(StackedMLP.from_models(seeded_models(SIZES, seeds)).double(), X, y,
+                         ManySettings(epochs=15, lr=0.01, memory_budget_mb=budget_mb), dtype=torch.float64)
+    assert whole.chunks == 1 and chunked.chunks == 3
+    for p, q in zip(whole.model.parameters(), chunked.model.parameters()):
+        torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(whole.train_loss, chunked.train_loss, rtol=1e-12)
+
+
+def test_chunk_size_grows_linearly_with_budget():
+    per = bytes_per_model((1, 200, 150, 1), 32, 0, 0)
+    assert chunk_size(300, per, 10 * per / 2**20) == 10
+    assert chunk_size(300, per, 1e9) == 300
+    assert chunk_size(300, per, 1e-9) == 1
+
+
+def test_shared_data_and_classification():
+    R = 3
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(40, 2, generator=g)
+    y = (X[:, 0] + X[:, 1] > 0).long()
+    stack = StackedMLP.from_models(seeded_models((2, 8, 2), [0, 1, 2], "tanh"), "tanh")
+    result = train_many(stack, X, y, ManySettings(epochs=60, lr=0.05, loss="cross_entropy"))
+    accuracy = (result.predict(X).argmax(dim=2) == y).float().mean(dim=1)
+    assert accuracy.shape == (R,) and bool((accuracy > 0.85).all())
+    assert result.train_loss.shape == (60, R) and result.train_loss[-1].max() < result.train_loss[0].min()
+
+
+def test_a_diverging_model_does_not_touch_the_others():
+    R, seeds = 3, [0, 1, 2]
+    X, y = per_model_data(R, 16)
+    X[1] *= 1e30  # model 1's rows overflow its loss
+    clean = train_many(StackedMLP.from_models(seeded_models(SIZES, [0, 2])).double(), X[[0, 2]], y[[0, 2]],
+                       ManySettings(epochs=20, optimizer="sgd", lr=1e-2), dtype=torch.float64)
+    mixed = train_many(StackedMLP.from_models(seeded_models(SIZES, seeds)).double(), X, y,
+                       ManySettings(epochs=20, optimizer="sgd", lr=1e-2), dtype=torch.float64)
+    assert mixed.diverged.tolist() == [False, True, False]
+    np.testing.assert_allclose(mixed.train_loss[:, [0, 2]], clean.train_loss, rtol=1e-12)
+
+
+def test_dropout_is_off_in_predict_and_validation_needs_data():
+    stack = StackedMLP.from_models(seeded_models(SIZES, [0, 1], dropout=0.5), dropout=0.5)
+    X, y = per_model_data(2, 8, dtype=torch.float32)
+    result = train_many(stack, X, y, ManySettings(epochs=3))
+    assert torch.equal(result.predict(X), result.predict(X))
+    with pytest.raises(ValueError, match="needs validation data"):
+        train_many(stack, X, y, ManySettings(epochs=3, patience=2))
