@@ -180,3 +180,43 @@ def test_dropout_is_off_in_predict_and_validation_needs_data():
     assert torch.equal(result.predict(X), result.predict(X))
     with pytest.raises(ValueError, match="needs validation data"):
         train_many(stack, X, y, ManySettings(epochs=3, patience=2))
+
+
+@pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "identity"])
+@pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
+def test_hand_gradients_equal_autograd(activation, loss):
+    sizes = (3, 7, 5, 4)
+    stack = StackedMLP.from_models(seeded_models(sizes, [1, 2, 3], activation), activation).double()
+    g = torch.Generator().manual_seed(0)
+    X = torch.randn(3, 6, 3, generator=g, dtype=torch.float64)
+    y = torch.randn(3, 6, 4, generator=g, dtype=torch.float64) if loss == "mse" else torch.randint(0, 4, (3, 6), generator=g)
+    l1 = 1e-2
+    losses = stack._gradients(X, y, loss, l1)
+    hand = [p.grad.clone() for p in stack.parameters()]
+    for p in stack.parameters():
+        p.grad = None
+    from dlconcepts.train.many_models import _per_model_loss
+
+    auto_losses = _per_model_loss(stack(X), y, loss)
+    (auto_losses.sum() + l1 * sum(W.abs().sum() for W in stack.weights())).backward()
+    torch.testing.assert_close(losses, auto_losses.detach(), rtol=1e-12, atol=1e-14)
+    for h, p in zip(hand, stack.parameters()):
+        torch.testing.assert_close(h, p.grad, rtol=1e-10, atol=1e-13)
+
+
+def test_per_layer_dropout_rates():
+    stack = StackedMLP((1, 40, 30, 1), 2, dropout=(0.5, 0.2))
+    assert stack.dropout_rates == (0.5, 0.2)
+    with pytest.raises(ValueError, match="one rate in"):
+        StackedMLP((1, 40, 30, 1), 2, dropout=(0.5,))
+    # Training draws fresh masks each step; eval mode uses none, so its gradients repeat exactly.
+    X, y = torch.randn(2, 50, 1), torch.randn(2, 50, 1)
+    stack.train()
+    first = [p.grad.clone() for p in stack.parameters()] if stack._gradients(X, y, "mse") is not None else None
+    stack._gradients(X, y, "mse")
+    assert not all(torch.equal(a, p.grad) for a, p in zip(first, stack.parameters()))
+    stack.eval()
+    stack._gradients(X, y, "mse")
+    once = [p.grad.clone() for p in stack.parameters()]
+    stack._gradients(X, y, "mse")
+    assert all(torch.equal(a, p.grad) for a, p in zip(once, stack.parameters()))

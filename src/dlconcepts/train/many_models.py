@@ -45,14 +45,21 @@ class StackedMLP(nn.Module):
     so the forward product needs no transpose — and `bias{i}` of shape (R, 1, outputs).
     """
 
-    def __init__(self, layer_sizes: Sequence[int], n_models: int, activation: str = "relu", dropout: float = 0.0):
+    def __init__(
+        self, layer_sizes: Sequence[int], n_models: int, activation: str = "relu", dropout: float | Sequence[float] = 0.0
+    ):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation {activation!r} is not one of {', '.join(ACTIVATIONS)}")
         self.layer_sizes = tuple(int(s) for s in layer_sizes)
         self.n_models = int(n_models)
         self.activation = activation
-        self.dropout = float(dropout)
+        n_hidden = len(self.layer_sizes) - 2
+        rates = [float(dropout)] * n_hidden if isinstance(dropout, (int, float)) else [float(p) for p in dropout]
+        if len(rates) != n_hidden or not all(0 <= p < 1 for p in rates):
+            raise ValueError(f"dropout needs one rate in [0, 1) per hidden layer ({n_hidden}); got {dropout}")
+        self.dropout: float | tuple[float, ...] = dropout if isinstance(dropout, (int, float)) else tuple(rates)
+        self.dropout_rates = tuple(rates)
         self._act = ACTIVATIONS[activation]()
         for i, (fan_in, fan_out) in enumerate(zip(self.layer_sizes[:-1], self.layer_sizes[1:])):
             self.register_parameter(f"weight{i}", nn.Parameter(torch.zeros(n_models, fan_in, fan_out)))
@@ -69,19 +76,73 @@ class StackedMLP(nn.Module):
         return [self.layer(i)[0] for i in range(self.n_layers)]
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
-        H = X if X.dim() == 3 else X.unsqueeze(0).expand(self.n_models, *X.shape)
+        """All models' outputs (R, n, outputs), through autograd; training uses `_gradients` instead."""
+        H = self._stack_rows(X)
         for i in range(self.n_layers):
             W, b = self.layer(i)
             H = torch.baddbmm(b, H, W)
             if i < self.n_layers - 1:
                 H = self._act(H)
-                if self.dropout > 0:
-                    H = F.dropout(H, self.dropout, self.training)
+                if self.dropout_rates[i] > 0:
+                    H = F.dropout(H, self.dropout_rates[i], self.training)
         return H
+
+    def _stack_rows(self, X: torch.Tensor) -> torch.Tensor:
+        return X if X.dim() == 3 else X.unsqueeze(0).expand(self.n_models, *X.shape)
+
+    # -- one training step's gradients, by hand --------------------------------------------------
+    # Why not autograd: the weight gradient of the 200×150 layer for 300 models is a fresh 36 MB
+    # tensor every step; so large a block is handed back to the OS when freed, and the page faults of
+    # getting it again cost as much as the product itself (measured). Here every gradient is written
+    # into the same `.grad` buffer each step. The rules are the chain rule of scratch/backprop.py,
+    # batched over models; tests hold them against autograd in float64.
+    @torch.no_grad()
+    def _gradients(self, X: torch.Tensor, target: torch.Tensor, loss: str, l1: float = 0.0) -> torch.Tensor:
+        """Forward, each model's loss, and backward into every parameter's `.grad`; returns the losses (R,)."""
+        H = self._stack_rows(X)
+        inputs, outputs, masks = [], [], []
+        for i in range(self.n_layers):
+            W, b = self.layer(i)
+            inputs.append(H)
+            Z = torch.baddbmm(b, H, W)
+            if i == self.n_layers - 1:
+                H = Z
+                break
+            A = self._act(Z)
+            outputs.append(A)
+            p = self.dropout_rates[i]
+            if p > 0 and self.training:
+                mask = torch.empty_like(A).bernoulli_(1 - p).div_(1 - p)  # inverted dropout, as F.dropout
+                masks.append(mask)
+                H = A * mask
+            else:
+                masks.append(None)
+                H = A
+        losses, G = _per_model_loss_and_gradient(H, target, loss)
+        for i in reversed(range(self.n_layers)):
+            W, b = self.layer(i)
+            for param in (W, b):
+                if param.grad is None:
+                    param.grad = torch.empty_like(param)
+            # ∂L/∂W = inputᵀ·∂L/∂Z and ∂L/∂b = Σ_rows ∂L/∂Z, model by model in the batch.
+            torch.bmm(inputs[i].transpose(1, 2), G, out=W.grad)
+            torch.sum(G, dim=1, keepdim=True, out=b.grad)
+            if l1:
+                W.grad.add_(torch.sign(W), alpha=l1)
+            if i == 0:
+                break
+            # ∂L/∂(input of layer i) = ∂L/∂Z·Wᵀ, then back through dropout and the activation below.
+            G = torch.bmm(G, W.transpose(1, 2))
+            if masks[i - 1] is not None:
+                G.mul_(masks[i - 1])
+            G.mul_(_activation_derivative(self.activation, outputs[i - 1]))
+        return losses
 
     # -- to and from single models -------------------------------------------------------------
     @classmethod
-    def from_models(cls, models: Sequence[nn.Sequential], activation: str = "relu", dropout: float = 0.0) -> "StackedMLP":
+    def from_models(
+        cls, models: Sequence[nn.Sequential], activation: str = "relu", dropout: float | Sequence[float] = 0.0
+    ) -> "StackedMLP":
         """Stack R models built by `nets.mlp` (same sizes) into one, copying their parameters."""
         linears = [[m for m in model if isinstance(m, nn.Linear)] for model in models]
         sizes = [linears[0][0].in_features] + [lin.out_features for lin in linears[0]]
@@ -95,10 +156,11 @@ class StackedMLP(nn.Module):
         return stacked
 
     def model(self, r: int) -> nn.Sequential:
-        """Model r alone, as the `nets.mlp` Sequential it would be (dropout included, in eval mode off)."""
+        """Model r alone, as the `nets.mlp` Sequential it would be (with dropout when one rate serves every layer)."""
         from dlconcepts.nets.mlp import mlp
 
-        single = mlp(self.layer_sizes, self.activation, self.dropout).to(self.weight0.dtype)
+        rate = self.dropout_rates[0] if self.dropout_rates and len(set(self.dropout_rates)) == 1 else 0.0
+        single = mlp(self.layer_sizes, self.activation, rate).to(self.weight0.dtype)
         linears = [m for m in single if isinstance(m, nn.Linear)]
         with torch.no_grad():
             for i, lin in enumerate(linears):
@@ -204,17 +266,45 @@ def chunk_size(n_models: int, per_model: int, memory_budget_mb: float) -> int:
     return max(1, min(n_models, int(memory_budget_mb * 2**20 // max(per_model, 1))))
 
 
+def _with_model_axis(target: torch.Tensor, pred: torch.Tensor, loss: str) -> torch.Tensor:
+    """Shared targets, (n, outputs) or (n,), broadcast to every model of the stack."""
+    per_model_dims = pred.dim() if loss == "mse" else pred.dim() - 1
+    return target.unsqueeze(0).expand(pred.shape[0], *target.shape) if target.dim() == per_model_dims - 1 else target
+
+
 def _per_model_loss(pred: torch.Tensor, target: torch.Tensor, loss: str) -> torch.Tensor:
-    """Each model's own mean loss over its rows: shape (R,). Shared targets (no model axis) are broadcast."""
+    """Each model's own mean loss over its rows: shape (R,)."""
+    target = _with_model_axis(target, pred, loss)
     R = pred.shape[0]
-    if target.dim() == (pred.dim() if loss == "mse" else pred.dim() - 1) - 1:
-        target = target.unsqueeze(0).expand(R, *target.shape)
     if loss == "mse":
         if pred.shape != target.shape:
             raise ValueError(f"predictions {list(pred.shape)} and targets {list(target.shape)} differ; reshape the targets")
         return ((pred - target) ** 2).mean(dim=(1, 2))
     _, n, classes = pred.shape
     return F.cross_entropy(pred.reshape(R * n, classes), target.reshape(R * n), reduction="none").view(R, n).mean(dim=1)
+
+
+def _activation_derivative(activation: str, A: torch.Tensor) -> torch.Tensor | float:
+    """f'(z) written with the activation's output a = f(z), as on the slides for σ: σ' = σ(1 − σ)."""
+    if activation == "relu":
+        return (A > 0).to(A.dtype)
+    if activation == "tanh":
+        return 1 - A * A
+    if activation == "sigmoid":
+        return A * (1 - A)
+    return 1.0
+
+
+def _per_model_loss_and_gradient(pred: torch.Tensor, target: torch.Tensor, loss: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each model's mean loss (R,) and its gradient with respect to the predictions (R, n, outputs)."""
+    target = _with_model_axis(target, pred, loss)
+    losses = _per_model_loss(pred, target, loss)
+    R, n, outputs = pred.shape
+    if loss == "mse":
+        return losses, (pred - target).mul_(2.0 / (n * outputs))  # d/dŷ of mean (ŷ − y)²
+    grad = torch.softmax(pred, dim=2)  # d/dlogits of mean cross-entropy: (softmax − one-hot) / n
+    grad.scatter_add_(2, target.unsqueeze(2), torch.full((R, n, 1), -1.0, dtype=pred.dtype, device=pred.device))
+    return losses, grad.div_(n)
 
 
 def _make_optimizer(model: StackedMLP, settings: ManySettings) -> torch.optim.Optimizer:
@@ -249,14 +339,10 @@ def _train_chunk(model: StackedMLP, X, y, Xv, yv, settings: ManySettings, progre
         bar = tqdm(total=settings.epochs, desc=desc, leave=False, unit="epoch")
     model.train()
     for epoch in range(1, settings.epochs + 1):
-        losses = _per_model_loss(model(X), y, settings.loss)
-        objective = losses.sum()
-        if settings.l1:
-            objective = objective + settings.l1 * sum(W.abs().sum() for W in model.weights())
-        optimizer.zero_grad(set_to_none=True)
-        objective.backward()
+        # The objective is Σ_r (L_r + l1·Σ|W_r|): each model's gradient is its own (module docstring).
+        losses = model._gradients(X, y, settings.loss, settings.l1)
         optimizer.step()
-        train = losses.detach().to(torch.float64).cpu()
+        train = losses.to(torch.float64).cpu()
         newly = (~torch.isfinite(train)) & (diverged_at == 0)
         diverged_at[newly] = epoch
         train_rows.append(train)
