@@ -54,3 +54,14 @@ def test_runtime_records_its_settings():
         make_runtime("cpu", seed=-1)
     with pytest.raises(UserError):
         make_runtime("cpu", threads=0)
+
+
+def test_tiny_labs_take_one_thread_and_others_get_every_core_back():
+    from dlconcepts.runtime import TORCH_DEFAULT_THREADS
+
+    try:
+        assert make_runtime("cpu", prefers_cpu="a tiny MLP").threads == 1
+        assert make_runtime("cpu").threads == TORCH_DEFAULT_THREADS == torch.get_num_threads()
+        assert make_runtime("cpu", threads=2, prefers_cpu="a tiny MLP").threads == 2  # asked for: obeyed
+    finally:
+        torch.set_num_threads(TORCH_DEFAULT_THREADS)

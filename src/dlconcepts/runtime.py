@@ -17,6 +17,10 @@ from dlconcepts.errors import UserError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "mps")
 
+# torch's own choice at start-up (one thread per core), so that a run after a single-threaded one
+# in the same process (dlc run all) gets every core back.
+TORCH_DEFAULT_THREADS = torch.get_num_threads()
+
 
 @dataclass(frozen=True)
 class Runtime:
@@ -93,14 +97,20 @@ def make_runtime(
     deterministic: bool = False,
     prefers_cpu: str = "",
 ) -> Runtime:
-    """Apply the run's settings to torch and return them as a `Runtime`."""
+    """Apply the run's settings to torch and return them as a `Runtime`.
+
+    Without `threads`, a lab that `prefers_cpu` (a tiny model) runs on one thread, any other on all cores.
+    """
     if seed < 0:
         raise UserError(f"--seed {seed} is impossible; use a seed >= 0")
-    if threads is not None:
-        if threads < 1:
-            raise UserError(f"--threads {threads} is impossible; use 1 or more")
-        torch.set_num_threads(threads)
+    if threads is not None and threads < 1:
+        raise UserError(f"--threads {threads} is impossible; use 1 or more")
     dev, note = choose_device(device, prefers_cpu)
+    if threads is None:
+        # A tiny model's products are too small to split: extra threads only wait on each other, and
+        # on a busy machine they wait for a core (measured: 8–12× slower with 2 threads than with 1).
+        threads = 1 if prefers_cpu and dev.type == "cpu" else TORCH_DEFAULT_THREADS
+    torch.set_num_threads(threads)
     if deterministic:
         # cuBLAS needs this before its first call to be reproducible (PyTorch reproducibility notes).
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")

@@ -61,7 +61,8 @@ def run_lab(lab: Lab, config: Any, settings: RunSettings, run_dir: Path | None =
     run.log(f"{lab.id}: {lab.title}  ->  {run.path}")
     for step, what in lab.three_steps(config):
         run.log(f"  {step}: {what}")
-    run.log(f"  device: {runtime.device_name} ({runtime.device_note}); seed {runtime.seed}; {runtime.threads} threads")
+    threads = f"{runtime.threads} thread{'s' if runtime.threads != 1 else ''}"
+    run.log(f"  device: {runtime.device_name} ({runtime.device_note}); seed {runtime.seed}; {threads}")
     ctx = LabContext(run=run, runtime=runtime, quick=settings.quick, progress=not settings.quiet)
     start = time.perf_counter()
     try:

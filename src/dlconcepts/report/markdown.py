@@ -42,7 +42,7 @@ def lab_report(
     mode = "quick" if quick else "full"
     parts.append(
         f"\nData: {lab.data}.  \nRun: {mode} mode, seed {runtime['seed']}, device {runtime['device_name']} "
-        f"({runtime['device_note']}), {runtime['threads']} threads, {seconds:.1f} s.\n"
+        f"({runtime['device_note']}), {runtime['threads']} thread{'s' if runtime['threads'] != 1 else ''}, {seconds:.1f} s.\n"
     )
     if result.table:
         parts.append("\n## Results\n\n" + table(result.table))
