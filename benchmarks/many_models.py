@@ -93,10 +93,11 @@ def main(argv: list[str] | None = None) -> int:
           f"float32; torch {torch.__version__}, {all_threads} threads available", flush=True)
 
     vec_threads, vec_probe = best_threads(run_vectorized, X, y, seeds, 20, options)
-    k = min(R, 10)
-    one_threads, one_probe = best_threads(run_one_by_one, X[:k], y[:k], seeds[:k], 20, options)
-    print("thread probe (20 epochs): vectorized " + ", ".join(f"{t}: {s:.2f} s" for t, s in vec_probe.items())
-          + f"; one by one ({k} models) " + ", ".join(f"{t}: {s:.2f} s" for t, s in one_probe.items()), flush=True)
+    k = min(R, 20)  # long enough (~0.5 s) that the probe is not decided by noise
+    one_threads, one_probe = best_threads(run_one_by_one, X[:k], y[:k], seeds[:k], 50, options)
+    print("thread probe: vectorized (20 epochs) " + ", ".join(f"{t}: {s:.2f} s" for t, s in vec_probe.items())
+          + f"; one by one ({k} models, 50 epochs) " + ", ".join(f"{t}: {s:.2f} s" for t, s in one_probe.items()),
+          flush=True)
 
     with threads_set_to(vec_threads):
         vec_seconds, vec_loss = run_vectorized(X, y, seeds, epochs)

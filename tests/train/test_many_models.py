@@ -129,13 +129,16 @@ def test_float32_population_agrees_over_a_long_run():
 def test_chunks_give_the_same_models_as_one_stack():
     R, seeds = 6, list(range(6))
     X, y = per_model_data(R, 8, seed=4)
-    settings = ManySettings(epochs=15, lr=0.01)
+    settings = ManySettings(epochs=15, lr=0.01)  # the default budgets hold all six models in one stack
     whole = train_many(StackedMLP.from_models(seeded_models(SIZES, seeds)).double(), X, y, settings,
                        dtype=torch.float64)
     per_model = bytes_per_model(SIZES, 8, 0, 0, dtype_bytes=8)
     budget_mb = 2.5 * per_model / 2**20  # room for two models at a time
     chunked = train_many(StackedMLP.from_models(seeded_models(SIZES, seeds)).double(), X, y,
                          ManySettings(epochs=15, lr=0.01, memory_budget_mb=budget_mb), dtype=torch.float64)
+    cpu_chunked = train_many(StackedMLP.from_models(seeded_models(SIZES, seeds)).double(), X, y,
+                             ManySettings(epochs=15, lr=0.01, cpu_chunk_mb=budget_mb), dtype=torch.float64)
+    assert cpu_chunked.chunks == 3
     assert whole.chunks == 1 and chunked.chunks == 3
     for p, q in zip(whole.model.parameters(), chunked.model.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-12, atol=1e-12)

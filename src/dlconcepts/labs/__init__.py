@@ -19,6 +19,10 @@ LAB_MODULES = (
     "parallel",
     "mlp_regression",
     "mlp_classification",
+    "sparse_data",
+    "overfitting",
+    "regularization",
+    "variance",
 )
 
 
