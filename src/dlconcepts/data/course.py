@@ -43,6 +43,17 @@ def noisy_line(rng: np.random.Generator, start: int = -100, stop: int = 100, ste
     return Dataset(_column(x), _column(y), ("x",), "y", f"y = 3x + U(0,1)·100, x in range({start}, {stop}, {step})")
 
 
+# The noise of `noisy_line`, U(0,1)·100, has mean 50 and standard deviation 100/√12 (a uniform on
+# [0, 100)). So E[y | x] = 3x + 50 is the best predictor under squared error, and its expected RMSE on
+# new points is that standard deviation: the floor no model of this data can go below.
+NOISY_LINE_NOISE_STD = 100 / 12**0.5
+
+
+def noisy_line_mean(x: np.ndarray) -> np.ndarray:
+    """E[y | x] = 3x + 50 for `noisy_line`."""
+    return 3 * np.asarray(x, dtype=np.float64) + 50
+
+
 def noisy_cubic(rng: np.random.Generator, start: int = -5000, stop: int = 5000, step: int = 250) -> Dataset:
     """y = 3x³ + 2x² + 5x + U(0,1)·500 for x in range(-5000, 5000, 250): 40 points."""
     x = np.arange(start, stop, step, dtype=np.float64)

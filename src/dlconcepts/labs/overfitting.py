@@ -22,21 +22,16 @@ import torch
 from torch import nn
 
 from dlconcepts.config import param
+from dlconcepts.data.course import NOISY_LINE_NOISE_STD, noisy_line_mean
 from dlconcepts.data import Standardizer, noisy_line, train_valid_test_split
 from dlconcepts.labs.base import Lab, LabContext, Result
 from dlconcepts.nets import ACTIVATIONS, mlp
 from dlconcepts.report import figures
 from dlconcepts.train import OPTIMIZERS, ProgressBar, Trainer, rmse
 
-# `noisy_line` draws y = 3x + U(0,1)·100: the noise has mean 50 and the standard deviation of a
-# uniform on [0, 100), 100/√12. The mean line is the best predictor under squared error, and its
-# expected RMSE on new points is that standard deviation.
-NOISE_STD = 100 / math.sqrt(12)
-
-
-def mean_line(x: np.ndarray) -> np.ndarray:
-    """E[y | x] for `noisy_line`: 3x + 50."""
-    return 3 * x + 50
+# The best any model can do on `noisy_line` (see data/course.py): the mean line and the noise std.
+NOISE_STD = NOISY_LINE_NOISE_STD
+mean_line = noisy_line_mean
 
 
 @dataclass(frozen=True)

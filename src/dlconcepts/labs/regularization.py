@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dlconcepts.config import param
+from dlconcepts.data.course import NOISY_LINE_NOISE_STD, noisy_line_mean
 from dlconcepts.data import Dataset, Standardizer, noisy_line, train_valid_test_split
 from dlconcepts.errors import ConfigError, UserError
 from dlconcepts.labs.base import Lab, LabContext, Result
@@ -39,14 +40,12 @@ from dlconcepts.train.many_models import ManyResult, ManySettings, StackedMLP, s
 
 # The noise U(0,1)·100 has variance 100²/12: the expected test MSE of the true mean line 3x + 50,
 # the best any model can do under squared error (the `overfitting` lab's NOISE_STD, squared).
-NOISE_VARIANCE = 100**2 / 12
+NOISE_VARIANCE = NOISY_LINE_NOISE_STD**2
 N_POINTS = len(range(-100, 100, 5))  # `noisy_line`'s default x grid
 SIGNIFICANCE = 0.05  # a setting helped or hurt when the sign test's p-value is below this
 
 
-def mean_line(x: np.ndarray) -> np.ndarray:
-    """E[y | x] for `noisy_line`: 3x + 50."""
-    return 3 * x + 50
+mean_line = noisy_line_mean
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from dlconcepts.config import param
+from dlconcepts.data.course import noisy_line_mean
 from dlconcepts.data import Dataset, GaussianBlobs, Split, Standardizer, noisy_line, quadratic, train_valid_test_split
 from dlconcepts.labs.base import Lab, LabContext, Result
 from dlconcepts.nets import ACTIVATIONS
@@ -44,7 +45,7 @@ from dlconcepts.train.many_models import OPTIMIZERS, ManySettings, StackedMLP, s
 # Each regression data set with its mean function E[y | x], the best predictor under squared error.
 # noisy_line: y = 3x + U(0,1)·100, so E[y | x] = 3x + 50; quadratic has no noise, E[y | x] = y.
 DATASETS: dict[str, tuple[Callable[[np.random.Generator], Dataset], Callable[[np.ndarray], np.ndarray]]] = {
-    "noisy_line": (noisy_line, lambda x: 3 * x + 50),
+    "noisy_line": (noisy_line, noisy_line_mean),
     "quadratic": (lambda rng: quadratic(), lambda x: 3 * x**2 + 25 * x + 580),
 }
 MODES = ("same init", "fresh init")
