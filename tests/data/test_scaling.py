@@ -34,3 +34,17 @@ def test_identity_changes_nothing():
     s = Identity().fit(X)
     np.testing.assert_array_equal(s.transform(X), X)
     np.testing.assert_array_equal(s.inverse_transform(X), X)
+
+
+def test_per_model_scalers_use_only_their_own_rows():
+    from dlconcepts.data.scaling import PerModelStandardizer
+
+    X = np.arange(20.0).reshape(10, 2)
+    rows = [np.array([0, 1, 2]), np.array([5, 6, 9])]
+    per = PerModelStandardizer().fit(X, rows)
+    Z = per.transform(X, rows)
+    assert Z.shape == (2, 3, 2)
+    for r, part in enumerate(rows):
+        np.testing.assert_allclose(Z[r], Standardizer().fit_transform(X[part]))
+    np.testing.assert_allclose(per.inverse_transform(Z), np.stack([X[r] for r in rows]), atol=1e-12)
+    assert per.transform(X).shape == (2, 10, 2) and len(per) == 2 and per[1].mean_[0] == X[rows[1], 0].mean()

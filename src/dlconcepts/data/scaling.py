@@ -40,3 +40,36 @@ class Identity(Standardizer):
         self.mean_ = np.zeros(X.shape[1:])
         self.scale_ = np.ones(X.shape[1:])
         return self
+
+
+class PerModelStandardizer:
+    """One `Standardizer` per model of a stack, each fitted on that model's own training rows.
+
+    For many models trained at once (`train.many_models`), each on its own split: model r's inputs are
+    `X[rows[r]]`, scaled with statistics of those rows only, and its predictions go back to original
+    units with its own scaler. `transform` stacks the results to (R, rows, columns).
+    """
+
+    def fit(self, X: np.ndarray, rows: "list[np.ndarray] | np.ndarray") -> "PerModelStandardizer":
+        self.scalers_ = [Standardizer().fit(np.asarray(X)[r]) for r in rows]
+        return self
+
+    def transform(self, X: np.ndarray, rows: "list[np.ndarray] | np.ndarray | None" = None) -> np.ndarray:
+        """Model r's rows `X[rows[r]]` in model r's units, stacked; without `rows`, all of X for every model."""
+        X = np.asarray(X)
+        if rows is None:
+            return np.stack([s.transform(X) for s in self.scalers_])
+        return np.stack([s.transform(X[r]) for s, r in zip(self.scalers_, rows)])
+
+    def inverse_transform(self, Z: np.ndarray) -> np.ndarray:
+        """(R, rows, columns) in each model's units back to original units."""
+        return np.stack([s.inverse_transform(z) for s, z in zip(self.scalers_, np.asarray(Z))])
+
+    def __len__(self) -> int:
+        return len(self.scalers_)
+
+    def __getitem__(self, r):
+        return self.scalers_[r]
+
+    def __iter__(self):
+        return iter(self.scalers_)

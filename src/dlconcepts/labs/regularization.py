@@ -31,7 +31,8 @@ import numpy as np
 
 from dlconcepts.config import param
 from dlconcepts.data.course import NOISY_LINE_NOISE_STD, noisy_line_mean
-from dlconcepts.data import Dataset, Standardizer, noisy_line, train_valid_test_split
+from dlconcepts.data import Dataset, noisy_line, train_valid_test_split
+from dlconcepts.data.scaling import PerModelStandardizer
 from dlconcepts.errors import ConfigError, UserError
 from dlconcepts.labs.base import Lab, LabContext, Result
 from dlconcepts.nets import ACTIVATIONS
@@ -154,19 +155,19 @@ class PerSeedScaling:
     """A `Standardizer` for x and one for y per seed, each fitted on that seed's own training rows."""
 
     def __init__(self, data: Dataset, rows: np.ndarray):
-        self.x = [Standardizer().fit(data.X[r]) for r in rows]
-        self.y = [Standardizer().fit(data.y[r]) for r in rows]
+        self.x = PerModelStandardizer().fit(data.X, rows)
+        self.y = PerModelStandardizer().fit(data.y, rows)
 
     def inputs(self, data: Dataset, rows: np.ndarray) -> np.ndarray:
         """(R, len(rows[r]), 1): seed r's rows of x in seed r's units."""
-        return np.stack([s.transform(data.X[r]) for s, r in zip(self.x, rows)])
+        return self.x.transform(data.X, rows)
 
     def targets(self, data: Dataset, rows: np.ndarray) -> np.ndarray:
-        return np.stack([s.transform(data.y[r]) for s, r in zip(self.y, rows)])
+        return self.y.transform(data.y, rows)
 
     def to_original(self, predictions: np.ndarray) -> np.ndarray:
         """Each seed's predictions back in the target's units."""
-        return np.stack([s.inverse_transform(p) for s, p in zip(self.y, predictions)])
+        return self.y.inverse_transform(predictions)
 
     def mse_factor(self) -> np.ndarray:
         """(R,): an MSE in seed r's standardized units times this is the MSE in original units."""

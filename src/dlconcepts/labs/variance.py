@@ -36,7 +36,8 @@ import torch
 
 from dlconcepts.config import param
 from dlconcepts.data.course import noisy_line_mean
-from dlconcepts.data import Dataset, GaussianBlobs, Split, Standardizer, noisy_line, quadratic, train_valid_test_split
+from dlconcepts.data import Dataset, GaussianBlobs, Split, noisy_line, quadratic, train_valid_test_split
+from dlconcepts.data.scaling import PerModelStandardizer
 from dlconcepts.labs.base import Lab, LabContext, Result
 from dlconcepts.nets import ACTIVATIONS
 from dlconcepts.report import figures  # noqa: F401  (sets matplotlib's file-only backend before pyplot is used)
@@ -117,11 +118,11 @@ def spread(values: np.ndarray) -> dict[str, float]:
 def _regression_stack(data: Dataset, splits: list[Split], seeds: list[int], cfg: Config, ctx: LabContext,
                       desc: str) -> dict:
     """Train one model per split, each on its own standardized rows; test MSE in original units."""
-    x_scalers = [Standardizer().fit(data.X[s.train]) for s in splits]  # fitted on each split's own training rows
-    y_scalers = [Standardizer().fit(data.y[s.train]) for s in splits]
-    X_train = np.stack([xs.transform(data.X[s.train]) for xs, s in zip(x_scalers, splits)])
-    y_train = np.stack([ys.transform(data.y[s.train]) for ys, s in zip(y_scalers, splits)])
-    X_test = np.stack([xs.transform(data.X[s.test]) for xs, s in zip(x_scalers, splits)])
+    train_rows, test_rows = [s.train for s in splits], [s.test for s in splits]
+    x_scalers = PerModelStandardizer().fit(data.X, train_rows)  # each fitted on its split's own training rows
+    y_scalers = PerModelStandardizer().fit(data.y, train_rows)
+    X_train, y_train = x_scalers.transform(data.X, train_rows), y_scalers.transform(data.y, train_rows)
+    X_test = x_scalers.transform(data.X, test_rows)
     stack = StackedMLP.from_models(seeded_models((1, *cfg.hidden, 1), seeds, cfg.activation), cfg.activation)
     settings = ManySettings(epochs=cfg.epochs, optimizer=cfg.optimizer, lr=cfg.lr,
                             memory_budget_mb=cfg.memory_budget_mb)
@@ -130,7 +131,7 @@ def _regression_stack(data: Dataset, splits: list[Split], seeds: list[int], cfg:
     ctx.log(f"  {desc}: {len(splits)} models × {cfg.epochs} epochs in {time.perf_counter() - start:.1f} s")
 
     def original_units(pred: torch.Tensor) -> np.ndarray:
-        return np.stack([ys.inverse_transform(p) for ys, p in zip(y_scalers, pred.double().numpy())])
+        return y_scalers.inverse_transform(pred.double().numpy())
 
     test_pred = original_units(result.predict(X_test))
     train_pred = original_units(result.predict(X_train))
@@ -159,9 +160,9 @@ def _classification(cfg: Config, ctx: LabContext) -> dict:
     seed = ctx.runtime.seed
     data = blobs.sample(np.random.default_rng([seed, 2]), cfg.n_per_class)
     splits = repeated_splits(len(data), seed, cfg.cls_runs, cfg.test_fraction, stratify=data.y, stream=3)
-    scalers = [Standardizer().fit(data.X[s.train]) for s in splits]
-    X_train = np.stack([sc.transform(data.X[s.train]) for sc, s in zip(scalers, splits)])
-    X_test = np.stack([sc.transform(data.X[s.test]) for sc, s in zip(scalers, splits)])
+    scalers = PerModelStandardizer().fit(data.X, [s.train for s in splits])
+    X_train = scalers.transform(data.X, [s.train for s in splits])
+    X_test = scalers.transform(data.X, [s.test for s in splits])
     y_train = np.stack([data.y[s.train] for s in splits])
     y_test = np.stack([data.y[s.test] for s in splits])
     sizes = (2, *cfg.cls_hidden, 2)
@@ -192,7 +193,7 @@ def _classification(cfg: Config, ctx: LabContext) -> dict:
     }
 
 
-def _fresh_accuracy(stack: StackedMLP, scalers: list[Standardizer], fresh: Dataset, models_at_once: int = 25
+def _fresh_accuracy(stack: StackedMLP, scalers: PerModelStandardizer, fresh: Dataset, models_at_once: int = 25
                     ) -> np.ndarray:
     """Each model's accuracy on the same fresh draws: its real quality, free of its small test split.
 
