@@ -70,7 +70,7 @@ def check_prediction_shape(pred: torch.Tensor, target: torch.Tensor, loss_fn: Ca
         )
 
 
-def _ends_in_softmax(model: nn.Module) -> bool:
+def _outputs_probabilities(model: nn.Module) -> bool:
     last = None
     for last in model.modules():
         pass
@@ -113,7 +113,7 @@ class Trainer:
             raise ValueError(f"batch_size must be >= 1 or None for full batch; got {batch_size}")
         if lr <= 0 or not math.isfinite(lr):
             raise ValueError(f"lr must be a positive number; got {lr}")
-        if isinstance(loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss)) and _ends_in_softmax(model):
+        if isinstance(loss_fn, (nn.CrossEntropyLoss, nn.NLLLoss)) and _outputs_probabilities(model):
             raise ShapeMismatchError(
                 "the model ends in Softmax but CrossEntropyLoss applies log-softmax itself; "
                 "remove the final Softmax and let the model output logits"
