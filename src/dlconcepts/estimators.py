@@ -72,12 +72,7 @@ from dlconcepts.train.callbacks import EarlyStopping, ProgressBar
 from dlconcepts.train.optim import OPTIMIZERS
 from dlconcepts.train.trainer import Trainer
 
-try:  # scikit-learn >= 1.6
-    from sklearn.utils.validation import validate_data
-except ImportError:  # pragma: no cover - older scikit-learn: the same check, as a method
-
-    def validate_data(estimator: BaseEstimator, *args: Any, **kwargs: Any) -> Any:
-        return estimator._validate_data(*args, **kwargs)
+from sklearn.utils.validation import validate_data  # scikit-learn >= 1.6 (pinned in pyproject.toml)
 
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -277,9 +272,6 @@ class MLPRegressor(RegressorMixin, _MLPEstimator):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
-
-    def _more_tags(self) -> dict[str, Any]:  # scikit-learn < 1.6
-        return {"multioutput": True}
 
 
 class MLPClassifier(ClassifierMixin, _MLPEstimator):
