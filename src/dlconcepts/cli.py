@@ -3,6 +3,8 @@
     dlc labs                       the labs, with their three steps
     dlc run LAB|all [options]      run a lab (or the whole course) into a run directory
     dlc explain matrix [options]   an MLP as matrix operations, by hand vs PyTorch (--excel: the workbook)
+    dlc train --data F --target C  cross-validate and fit an MLP on your own table (.csv, .xlsx)
+    dlc predict --model RUN --data F   apply a model from dlc train to new rows
 
 Every mistake a user can make ends in one line on stderr and exit code 2, never a traceback.
 """
@@ -71,7 +73,43 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--activation", default="identity", metavar="{identity,relu,sigmoid,tanh}",
                         help="activation after each hidden layer (default identity, as in the slides)")
     matrix.add_argument("--seed", type=int, default=None, help="use a random MLP drawn from this seed")
+    _add_train_and_predict(sub)
     return parser
+
+
+def _add_train_and_predict(sub: Any) -> None:
+    train = sub.add_parser(
+        "train",
+        help="cross-validate and fit an MLP on your own table (.csv, .xlsx)",
+        description="Check the table, report how each column is handled, cross-validate an MLP (every fold's "
+        "preprocessing fitted on its training rows only) against a no-feature baseline, then fit on all rows. "
+        "Writes <out>/<yyyymmdd-hhmmss>-train/ (config.json, metrics.json, figures/, model.pt, log.txt, report.md).",
+    )
+    train.add_argument("--data", required=True, metavar="FILE", help="the table: .csv or .xlsx (only read, never changed)")
+    train.add_argument("--target", required=True, metavar="COLUMN", help="the column to predict")
+    train.add_argument("--features", metavar="A,B,C", help="feature columns (default: every other column)")
+    train.add_argument("--task", default="auto", metavar="{auto,regression,classification}",
+                       help="default auto: text or few whole-number values are classes, other numbers are regressed")
+    train.add_argument("--hidden", default="30,15", metavar="30,15", help="hidden layer widths (default 30,15; 'none': linear)")
+    train.add_argument("--epochs", type=int, default=500, help="full-batch Adam steps per fit (default 500)")
+    train.add_argument("--lr", type=float, default=1e-2, help="Adam's learning rate (default 1e-2)")
+    train.add_argument("--cv", default="5", metavar="K|loo", help="K-fold cross-validation or leave-one-out (default 5)")
+    train.add_argument("--seed", type=int, default=0, help="seed of the folds and of every fit (default 0)")
+    train.add_argument("--sheet", metavar="NAME", help="the Excel sheet (default: the first)")
+    train.add_argument("--out", default="runs", help="parent folder of the run directory (default runs/)")
+    train.add_argument("--quiet", action="store_true", help="no progress on the terminal")
+
+    predict = sub.add_parser(
+        "predict",
+        help="apply a model from 'dlc train' to new rows",
+        description="Apply a trained model and its saved preprocessing to every row of a table. The table needs "
+        "the model's feature columns (others are ignored). Writes a CSV with a 'prediction' column "
+        "(and 'probability_<class>' for classifiers) to --out, or to the terminal.",
+    )
+    predict.add_argument("--model", required=True, metavar="RUN_DIR", help="a run directory written by dlc train")
+    predict.add_argument("--data", required=True, metavar="FILE", help="the new rows: .csv or .xlsx (only read)")
+    predict.add_argument("--sheet", metavar="NAME", help="the Excel sheet (default: the first)")
+    predict.add_argument("--out", metavar="FILE.csv", help="where to write the predictions (default: print them)")
 
 
 def _labs_table() -> str:
@@ -153,6 +191,32 @@ def _explain_matrix(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from dlconcepts import tabular
+
+    options = tabular.TrainOptions(
+        data=args.data, target=args.target, features=tabular.parse_features(args.features), task=args.task,
+        hidden=tabular.parse_hidden(args.hidden), epochs=args.epochs, lr=args.lr, cv=tabular.parse_cv(args.cv),
+        seed=args.seed, sheet=args.sheet, out=args.out, quiet=args.quiet,
+    )
+    outcome = tabular.train(options)
+    print(f"report: {outcome.run.path / 'report.md'}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from dlconcepts import tabular
+
+    if args.out is not None and Path(args.out).resolve() == Path(args.data).resolve():
+        raise UserError(f"--out '{args.out}' is the input table; write the predictions to another file")
+    text = tabular.write_predictions(tabular.predict_table(args.model, args.data, args.sheet), args.out)
+    if args.out is None:
+        print(text, end="")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -167,6 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _run(args)
         if args.command == "explain":
             return _explain_matrix(args)
+        if args.command == "train":
+            return _train(args)
+        if args.command == "predict":
+            return _predict(args)
         parser.print_help()
         return 0
     except UserError as exc:
