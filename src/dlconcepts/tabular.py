@@ -35,7 +35,14 @@ from sklearn.metrics import balanced_accuracy_score, mean_absolute_error, r2_sco
 from sklearn.model_selection import KFold, LeaveOneOut, StratifiedKFold
 
 from dlconcepts.data.scaling import Standardizer
-from dlconcepts.data.tables import Selection, TablePreprocessor, infer_task, read_table, select_columns
+from dlconcepts.data.tables import (
+    Selection,
+    TablePreprocessor,
+    infer_task,
+    leakage_suspects,
+    read_table,
+    select_columns,
+)
 from dlconcepts.errors import UserError, did_you_mean
 from dlconcepts.estimators import DTYPES, MLPClassifier, MLPRegressor
 from dlconcepts.nets.mlp import mlp
@@ -144,7 +151,7 @@ def prepare(options: TrainOptions) -> Prepared:
     selection = select_columns(table, options.target, options.features)
     task = infer_task(selection.y, options.task)
     y = _target_values(selection.y, task)
-    notes = [*table.attrs.get("notes", []), *selection.notes]
+    notes = [*table.attrs.get("notes", []), *selection.notes, *leakage_suspects(selection.X, y, task)]
     preprocessor = TablePreprocessor().fit(selection.X)
     X = preprocessor.transform(selection.X, notes)
     if X.shape[1] == 0:

@@ -409,3 +409,21 @@ def test_gait_table_through_the_pipeline():
     np.testing.assert_array_equal(px[table["px"].isna().to_numpy()], [px_median, px_median])
     np.testing.assert_array_equal(matrix[:, pre.feature_names_.index("Gender")], (table["Gender"] == "M").astype(float))
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def test_leakage_suspects_on_the_gait_table():
+    from dlconcepts.data.gait import load_gait
+    from dlconcepts.data.tables import leakage_suspects
+
+    t = load_gait()
+
+    def flagged(target, task):
+        notes = leakage_suspects(t.drop(columns=[target]), t[target].to_numpy(), task)
+        return {n.split("'")[1] for n in notes}
+
+    assert flagged("y1", "classification") == {"No", "TUG"}  # y1 is defined as TUG ≥ 14 s
+    assert flagged("y2", "classification") == {"No", "BBS"}  # y2 is defined as BBS ≤ 22
+    assert flagged("TUG", "regression") == {"No", "time", "t6", "n6"}  # the same measurement, three ways
+    rng = np.random.default_rng(0)
+    noise = pd.DataFrame({"a": rng.normal(size=23), "b": rng.integers(0, 5, 23)})
+    assert leakage_suspects(noise, t["y1"].to_numpy(), "classification") == []

@@ -528,3 +528,40 @@ def _repr(value) -> str:
 
 def _number(x: float) -> str:
     return f"{x:.6g}"
+
+
+def leakage_suspects(X: pd.DataFrame, y: np.ndarray, task: str) -> list[str]:
+    """Notes on feature columns that look like a row identifier or like the target itself.
+
+    Not errors — the user may know better — but said in the report, because both make a model look
+    better on the table than it will be on new rows:
+    * an identifier (whole numbers, one distinct value per row, consecutive) carries no information;
+    * a column that alone separates the two classes perfectly (classification), or that correlates
+      with the target beyond 0.99 (regression), is often the target's definition or a copy of it
+      (the gait table's y1 is TUG ≥ 14 s).
+    """
+    notes = []
+    y = np.asarray(y)
+    for name in X.columns:
+        values = pd.to_numeric(X[name], errors="coerce")
+        if values.isna().all() or values.nunique() < 2:
+            continue
+        known = values.notna().to_numpy()
+        v = values.to_numpy(dtype=float)
+        if known.all() and np.all(v == np.round(v)) and len(np.unique(v)) == len(v) and np.ptp(v) == len(v) - 1:
+            notes.append(f"column '{name}' looks like a row identifier ({v.min():g}…{v.max():g}, one per row): it says "
+                         f"nothing about new rows; leave it out with --features")
+            continue
+        if task == "classification":
+            classes = np.unique(y[known])
+            if len(classes) == 2:
+                a, b = v[known][y[known] == classes[0]], v[known][y[known] == classes[1]]
+                if a.max() < b.min() or b.max() < a.min():
+                    notes.append(f"column '{name}' alone separates the classes perfectly: if the target is defined from "
+                                 f"it (or it copies the target), this is leakage; leave it out with --features")
+        elif np.std(v[known]) > 0 and np.std(y[known].astype(float)) > 0:
+            r = float(np.corrcoef(v[known], y[known].astype(float))[0, 1])
+            if abs(r) > 0.99:
+                notes.append(f"column '{name}' correlates {r:.3f} with the target: if it measures the same thing, this "
+                             f"is leakage; leave it out with --features")
+    return notes
