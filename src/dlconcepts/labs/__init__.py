@@ -23,6 +23,7 @@ LAB_MODULES = (
     "overfitting",
     "regularization",
     "variance",
+    "gait",
 )
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 
@@ -24,3 +26,47 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
     counts = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(counts, (np.asarray(y_true), np.asarray(y_pred)), 1)
     return counts
+
+
+def bootstrap_interval(
+    metric: Callable[[np.ndarray, np.ndarray], float],
+    y_true: np.ndarray,
+    y_score: np.ndarray,
+    n_boot: int,
+    rng: np.random.Generator,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of `metric(y_true, y_score)` over the rows (Efron & Tibshirani 1993, ch. 13).
+
+    Each of `n_boot` resamples draws the n (y_true, y_score) pairs with replacement and recomputes the
+    metric; the interval is the (1 - level)/2 and (1 + level)/2 percentiles of those values. A resample
+    on which the metric is undefined (the metric returns NaN, e.g. ROC AUC of a resample holding one
+    class) is left out; when all are, the interval is (nan, nan). The interval reflects which rows
+    happened to be drawn, not the randomness of training, which stays fixed.
+    """
+    y_true, y_score = np.asarray(y_true), np.asarray(y_score)
+    if len(y_true) != len(y_score) or len(y_true) == 0:
+        raise ValueError(f"bootstrap_interval needs equal, non-zero lengths; got {len(y_true)} and {len(y_score)}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1); got {level}")
+    rows = rng.integers(0, len(y_true), size=(n_boot, len(y_true)))
+    values = np.array([metric(y_true[r], y_score[r]) for r in rows], dtype=np.float64)
+    values = values[~np.isnan(values)]
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    low, high = np.percentile(values, [50 * (1 - level), 50 * (1 + level)])
+    return float(low), float(high)
+
+
+def binary_roc_auc(y: np.ndarray, score: np.ndarray) -> float:
+    """P(a positive row scores above a negative one), ties counting half: the area under the ROC curve (y in {0, 1}).
+
+    Computed from its definition over all (positive, negative) pairs — the same number as scikit-learn's
+    `roc_auc_score` (checked in the tests), without its input checks, which at 3 ms a call dominated the
+    bootstrap (2000 resamples × 16 score sets). NaN when a class is absent.
+    """
+    positive, negative = score[y == 1], score[y == 0]
+    if len(positive) == 0 or len(negative) == 0:
+        return float("nan")
+    above = positive[:, None] - negative[None, :]
+    return float(np.mean((above > 0) + 0.5 * (above == 0)))
