@@ -427,3 +427,31 @@ def test_leakage_suspects_on_the_gait_table():
     rng = np.random.default_rng(0)
     noise = pd.DataFrame({"a": rng.normal(size=23), "b": rng.integers(0, 5, 23)})
     assert leakage_suspects(noise, t["y1"].to_numpy(), "classification") == []
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_malformed_table_through_dlc_train(case: Case, tmp_path, capsys):
+    """The same tables through the real command: a finished run or exit 2 with one line; input untouched."""
+    from dlconcepts.cli import main
+
+    path = case.make(tmp_path)
+    before = digest(path)
+    kwargs = case.kwargs or {}
+    args = ["train", "--data", str(path), "--target", kwargs.get("target", "y"), "--task", kwargs.get("task", "auto"),
+            "--cv", "2", "--epochs", "3", "--out", str(tmp_path / "runs"), "--quiet"]
+    if kwargs.get("sheet"):
+        args += ["--sheet", kwargs["sheet"]]
+    if kwargs.get("features"):
+        args += ["--features", ",".join(kwargs["features"])]
+    code = main(args)
+    err = capsys.readouterr().err
+    if case.error is not None:
+        assert code == 2 and case.error in err, err
+    assert code in (0, 2)
+    if code == 2:  # a table fine for reading may still be refused for training (e.g. fewer rows than folds)
+        assert err.startswith("dlc: error: ") and err.count("\n") == 1, err
+        assert not (tmp_path / "runs").exists()
+    else:
+        (run_dir,) = (tmp_path / "runs").iterdir()
+        assert (run_dir / "model.pt").is_file() and (run_dir / "report.md").is_file()
+    assert digest(path) == before
