@@ -41,7 +41,15 @@ from dlconcepts.data.tables import TablePreprocessor
 from dlconcepts.estimators import MLPClassifier, MLPRegressor
 from dlconcepts.labs.base import Lab, LabContext, Result
 from dlconcepts.report import figures
-from dlconcepts.train.metrics import binary_roc_auc, bootstrap_interval
+from dlconcepts.train.metrics import (
+    binary_accuracy,
+    binary_balanced_accuracy,
+    binary_roc_auc,
+    binary_sensitivity,
+    binary_specificity,
+    bootstrap_interval,
+    mae,
+)
 
 IDENTIFIER = "No"
 CLINICAL = ("TUG", "y1", "BBS", "y2")  # the two clinical scores and the labels thresholded from them
@@ -50,7 +58,6 @@ LEAKS = {"y1": ("TUG", *TUG_DUPLICATES), "y2": ("BBS",), "TUG": TUG_DUPLICATES, 
 SOURCE = {"y1": "TUG", "y2": "BBS", "TUG": "TUG", "BBS": "BBS"}  # the score each target is (made from)
 CLASS_TARGETS = ("y1", "y2")
 REGRESSION_TARGETS = ("TUG", "BBS")
-THRESHOLD = 0.5  # predicted class 1 when P(class 1) > 0.5: what every model's `predict` does
 MLP, MAJORITY, LOGISTIC = "MLP", "majority class", "logistic regression"
 MEAN, RIDGE = "mean", "ridge regression"
 GUARDED, LEAKY, DEFINITION = "guarded", "leaky", "definition only"
@@ -89,35 +96,12 @@ def _columns(target: str, features: str) -> list[str]:
 
 # -- metrics of out-of-fold scores (P(class 1) for the labels, predictions for the scores) ---------
 
-def _predicted(score: np.ndarray) -> np.ndarray:
-    return (np.asarray(score) > THRESHOLD).astype(int)
-
-
-def accuracy(y: np.ndarray, score: np.ndarray) -> float:
-    return float(np.mean(_predicted(score) == y))
-
-
-def sensitivity(y: np.ndarray, score: np.ndarray) -> float:
-    """Share of the at-risk subjects (y = 1) flagged; NaN when there are none."""
-    positive = y == 1
-    return float(np.mean(_predicted(score)[positive] == 1)) if positive.any() else float("nan")
-
-
-def specificity(y: np.ndarray, score: np.ndarray) -> float:
-    """Share of the not-at-risk subjects (y = 0) left unflagged; NaN when there are none."""
-    negative = y == 0
-    return float(np.mean(_predicted(score)[negative] == 0)) if negative.any() else float("nan")
-
-
-def balanced_accuracy(y: np.ndarray, score: np.ndarray) -> float:
-    return (sensitivity(y, score) + specificity(y, score)) / 2
-
-
+# The metrics live in train/metrics.py; they take P(class 1) and call class 1 above 0.5, as every `predict` does.
+accuracy = binary_accuracy
+sensitivity = binary_sensitivity
+specificity = binary_specificity
+balanced_accuracy = binary_balanced_accuracy
 roc_auc = binary_roc_auc
-
-
-def mae(y: np.ndarray, prediction: np.ndarray) -> float:
-    return float(np.mean(np.abs(np.asarray(y, dtype=float) - prediction)))
 
 
 CLASS_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {

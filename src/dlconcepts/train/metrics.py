@@ -70,3 +70,31 @@ def binary_roc_auc(y: np.ndarray, score: np.ndarray) -> float:
         return float("nan")
     above = positive[:, None] - negative[None, :]
     return float(np.mean((above > 0) + 0.5 * (above == 0)))
+
+
+# -- binary labels from scores: y in {0, 1}, score = P(class 1); class 1 is predicted above the threshold --
+
+def binary_accuracy(y: np.ndarray, score: np.ndarray, threshold: float = 0.5) -> float:
+    return float(np.mean((np.asarray(score) > threshold).astype(int) == y))
+
+
+def binary_sensitivity(y: np.ndarray, score: np.ndarray, threshold: float = 0.5) -> float:
+    """Share of the positives (y = 1) predicted positive; NaN when there are none."""
+    positive = y == 1
+    return float(np.mean(np.asarray(score)[positive] > threshold)) if positive.any() else float("nan")
+
+
+def binary_specificity(y: np.ndarray, score: np.ndarray, threshold: float = 0.5) -> float:
+    """Share of the negatives (y = 0) predicted negative; NaN when there are none."""
+    negative = y == 0
+    return float(np.mean(np.asarray(score)[negative] <= threshold)) if negative.any() else float("nan")
+
+
+def binary_balanced_accuracy(y: np.ndarray, score: np.ndarray, threshold: float = 0.5) -> float:
+    """The mean of sensitivity and specificity: 0.5 for any constant prediction, whatever the class balance."""
+    return (binary_sensitivity(y, score, threshold) + binary_specificity(y, score, threshold)) / 2
+
+
+def mae(pred: np.ndarray, target: np.ndarray) -> float:
+    """Mean absolute error, in the units of the target (symmetric in its two arguments)."""
+    return float(np.mean(np.abs(np.asarray(target, dtype=np.float64) - np.asarray(pred, dtype=np.float64))))
