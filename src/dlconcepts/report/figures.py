@@ -49,3 +49,41 @@ def confusion_matrix_figure(counts: np.ndarray, class_names: Sequence[str], titl
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+def image_grid(
+    images: np.ndarray,
+    titles: Sequence[str] | None = None,
+    ncols: int = 10,
+    title: str = "",
+    cmap: str = "gray_r",
+    scale: float = 1.0,
+    value_range: tuple[float, float] | None = (0.0, 1.0),
+) -> Figure:
+    """Images [n, H, W], [n, 1, H, W] or [n, 3, H, W] (RGB) in a grid of `ncols` columns, one title each.
+
+    `value_range` fixes the colour scale shared by every image (None: each image scaled on its own, as
+    for feature maps whose ranges differ).
+    """
+    images = np.asarray(images)
+    if images.ndim == 4 and images.shape[1] == 1:
+        images = images[:, 0]
+    elif images.ndim == 4:
+        images = images.transpose(0, 2, 3, 1)
+    n = len(images)
+    ncols = max(1, min(ncols, n))
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(scale * 1.1 * ncols, scale * (1.1 + 0.15 * bool(titles)) * nrows + 0.4 * bool(title)),
+                             squeeze=False)
+    vmin, vmax = value_range if value_range is not None else (None, None)
+    for k, ax in enumerate(axes.ravel()):
+        ax.axis("off")
+        if k >= n:
+            continue
+        ax.imshow(images[k], cmap=cmap if images.ndim == 3 else None, vmin=vmin, vmax=vmax, interpolation="nearest")
+        if titles is not None:
+            ax.set_title(titles[k], fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
