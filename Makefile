@@ -7,8 +7,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
+# A second environment, for the tests that load torchvision's own models into ours. PyPI's torchvision
+# needs its own torch: on the course machines torch 2.14.1 + torchvision 0.29.1 lie on local disk.
+TV_VENV     ?= .venv-torchvision
+TORCHVISION ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test bench clean
+.PHONY: demo test test-torchvision bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +26,21 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
 
+$(TV_VENV)/.installed: pyproject.toml Makefile
+	$(PYTHON) -m venv $(TV_VENV)
+	$(TV_VENV)/bin/python -m pip install --quiet $(TORCHVISION)
+	$(TV_VENV)/bin/python -m pip install --quiet -e ".[test]"
+	touch $@
+
+# Only the tests that need torchvision (everywhere else they are skipped); here torchvision must import,
+# so a broken install fails instead of skipping them.
+test-torchvision: $(TV_VENV)/.installed
+	$(TV_VENV)/bin/python -c "import torchvision; print('torchvision', torchvision.__version__)"
+	$(TV_VENV)/bin/python -m pytest -q -m torchvision
+
 bench: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/trainer_overhead.py
 
 clean:
-	rm -rf $(VENV) runs build src/*.egg-info
+	rm -rf $(VENV) $(TV_VENV) runs build src/*.egg-info

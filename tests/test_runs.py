@@ -1,5 +1,7 @@
 import json
 import math
+import os
+import stat
 
 import pytest
 import torch
@@ -51,3 +53,14 @@ def test_log_and_model(tmp_path, capsys):
     run.save_model({"model": model.state_dict(), "layer_sizes": [2, 1]})
     state = torch.load(run.path / "model.pt", weights_only=True)
     assert torch.equal(state["model"]["weight"], model.weight)
+
+
+def test_atomic_writes_get_the_mode_a_plain_open_would_give(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "report.md", "x")
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644  # not mkstemp's 0o600
+        os.umask(0o077)
+        assert stat.S_IMODE(atomic_write_text(tmp_path / "b.md", "y").stat().st_mode) == 0o600
+    finally:
+        os.umask(old)

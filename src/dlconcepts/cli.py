@@ -3,8 +3,10 @@
     dlc labs                       the labs, with their three steps
     dlc run LAB|all [options]      run a lab (or the whole course) into a run directory
     dlc explain matrix [options]   an MLP as matrix operations, by hand vs PyTorch (--excel: the workbook)
+    dlc explain conv --model NAME  a CNN's output shape, parameters and multiply-adds, layer by layer
     dlc train --data F --target C  cross-validate and fit an MLP on your own table (.csv, .xlsx)
     dlc predict --model RUN --data F   apply a model from dlc train to new rows
+    dlc play RUN_DIR [--gif F.gif]  watch a trained PPO policy (ppo-cartpole, ppo-pendulum) act
 
 Every mistake a user can make ends in one line on stderr and exit code 2, never a traceback.
 """
@@ -73,8 +75,72 @@ def build_parser() -> argparse.ArgumentParser:
     matrix.add_argument("--activation", default="identity", metavar="{identity,relu,sigmoid,tanh}",
                         help="activation after each hidden layer (default identity, as in the slides)")
     matrix.add_argument("--seed", type=int, default=None, help="use a random MLP drawn from this seed")
+    _add_explain_conv(topics)
     _add_train_and_predict(sub)
+    _add_play(sub)
     return parser
+
+
+def _add_play(sub: Any) -> None:
+    play = sub.add_parser(
+        "play",
+        help="run a trained PPO policy for a few episodes; --gif draws the first one",
+        description="Load the policy saved in RUN_DIR/model.pt by 'dlc run ppo-cartpole' or 'dlc run ppo-pendulum', "
+        "run deterministic episodes (the most likely action) and print each return; with --gif, draw the first "
+        "episode with Gymnasium's rgb_array rendering into an animated GIF.",
+    )
+    play.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of ppo-cartpole or ppo-pendulum")
+    play.add_argument("--episodes", type=int, default=1, help="episodes to play (default 1)")
+    play.add_argument("--gif", metavar="OUT.gif", help="draw the first episode into this GIF")
+    play.add_argument("--seed", type=int, default=0, help="seed of the first episode; the next ones use seed+1, ... (default 0)")
+
+
+def _play(args: argparse.Namespace) -> int:
+    from dlconcepts.rl.policy_io import play
+
+    result = play(args.run_dir, args.episodes, args.gif, args.seed)
+    for i, (ret, length) in enumerate(zip(result.returns, result.lengths)):
+        print(f"episode {i + 1}: return {ret:.1f} in {length} steps")
+    if len(result.returns) > 1:
+        print(f"mean return over {len(result.returns)} episodes: {sum(result.returns) / len(result.returns):.1f}")
+    if result.gif is not None:
+        print(f"gif: {result.gif} ({result.frames} frames of episode 1)")
+    return 0
+
+
+def _add_explain_conv(topics: Any) -> None:
+    conv = topics.add_parser(
+        "conv",
+        help="a CNN layer by layer: output shape, parameters, multiply-adds (⌊(W+2P−K)/S⌋+1)",
+        description="Work out every layer's output shape of a CNN from the formula ⌊(W + 2P − D·(K−1) − 1)/S⌋ + 1, "
+        "with its parameters and multiply-adds, then check every shape against a real forward pass.",
+    )
+    conv.add_argument("--model", required=True, metavar="NAME",
+                      help="course-cnn, lenet5, alexnet, vgg11 or resnet18")
+    conv.add_argument("--input", metavar="CxHxW", help="one image's shape, e.g. 3x224x224 (default: the model's own)")
+    conv.add_argument("--summary", action="store_true", help="also print torchinfo's summary (an independent count)")
+    conv.add_argument("--device", default="cpu", metavar="{auto,cpu,cuda,mps}",
+                      help="where the checking forward pass runs (default cpu)")
+
+
+def _explain_conv(args: argparse.Namespace) -> int:
+    from dlconcepts.explain.conv import disagreements, explain_model, forward_shapes, torchinfo_summary
+    from dlconcepts.runtime import choose_device
+
+    device, _ = choose_device(args.device)
+    model, table = explain_model(args.model, args.input)
+    model.to(device)
+    print(table.text(), end="")
+    problems = disagreements(table, forward_shapes(model, table.input_shape))
+    if problems:
+        print(f"the formula and a forward pass disagree on {len(problems)} layers: " + "; ".join(problems[:3]))
+        return 1
+    calls = sum(layer.is_module for layer in table.layers)
+    print(f"checked: all {calls} layer output shapes equal those of a real forward pass on {device.type} (forward hooks)")
+    if args.summary:
+        print()
+        print(torchinfo_summary(model, table.input_shape))
+    return 0
 
 
 def _add_train_and_predict(sub: Any) -> None:
@@ -230,11 +296,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return _run(args)
         if args.command == "explain":
-            return _explain_matrix(args)
+            return _explain_conv(args) if args.topic == "conv" else _explain_matrix(args)
         if args.command == "train":
             return _train(args)
         if args.command == "predict":
             return _predict(args)
+        if args.command == "play":
+            return _play(args)
         parser.print_help()
         return 0
     except UserError as exc:

@@ -22,11 +22,20 @@ import torch
 from dlconcepts.errors import UserError
 
 
+def _new_file_mode() -> int:
+    """The mode open() would give a new file: 0o666 less the umask (mkstemp's own 0o600 would hide
+    every report, figure and GIF from the user's group)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, _new_file_mode())
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dlconcepts.data.splits import Split, train_valid_test_split
 from dlconcepts.errors import UserError
 
 DIGIT_CLASSES = tuple(str(d) for d in range(10))
@@ -139,3 +140,26 @@ def load_mnist(directory: str | Path) -> ImageSet:
 def load_digit_images(mnist: str = "") -> ImageSet:
     """The labs' one entry point: MNIST from `mnist` when a folder is given, else the bundled digits."""
     return load_mnist(mnist) if mnist else load_digits()
+
+
+def split_images(data: ImageSet, rng: np.random.Generator, valid_fraction: float, test_fraction: float,
+                 train_limit: int = 0) -> Split:
+    """Stratified train / valid / test rows of an ImageSet.
+
+    The bundled digits are cut three ways by class; MNIST keeps its own 10,000 test digits
+    (`predefined_test`, `test_fraction` unused) and its validation part comes from its training part.
+    `train_limit` > 0 keeps that many training images, drawn at random (a quick look at MNIST on a CPU).
+    """
+    if data.predefined_test is None:
+        split = train_valid_test_split(len(data), rng, valid_fraction, test_fraction, stratify=data.labels)
+    else:
+        fit_rows = np.setdiff1d(np.arange(len(data)), data.predefined_test)
+        inner = train_valid_test_split(len(fit_rows), rng, valid_fraction, 0.0, stratify=data.labels[fit_rows])
+        split = Split(fit_rows[inner.train], fit_rows[inner.valid], np.asarray(data.predefined_test))
+    if len(split.valid) == 0 or len(split.test) == 0:
+        raise UserError(f"{data.name} has too few images for a validation and a test part ({len(split.train)} train, "
+                        f"{len(split.valid)} valid, {len(split.test)} test); give more images or a larger valid_fraction")
+    if 0 < train_limit < len(split.train):
+        keep = np.sort(rng.choice(split.train, size=train_limit, replace=False))
+        split = Split(keep, split.valid, split.test)
+    return split

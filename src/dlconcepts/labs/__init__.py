@@ -24,6 +24,14 @@ LAB_MODULES = (
     "regularization",
     "variance",
     "gait",
+    "conv",
+    "cnn_digits",
+    "autoencoder",
+    "vae",
+    "gan",
+    "gan_1d",
+    "ppo_cartpole",
+    "ppo_pendulum",
 )
 
 

@@ -11,7 +11,8 @@ def table(rows: Sequence[Sequence[Any]]) -> str:
     """A Markdown table; the first row is the header."""
     if not rows:
         return ""
-    head, *body = [[str(c) for c in row] for row in rows]
+    # A '|' inside a cell would end the cell early (e.g. "−log p(x|z)"); Markdown's escape keeps it text.
+    head, *body = [[str(c).replace("|", "\\|") for c in row] for row in rows]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in body]
     return "\n".join(lines) + "\n"

@@ -1,6 +1,6 @@
 """Step 3 of the course — minimizers."""
 
-from dlconcepts.train.callbacks import Callback, Checkpoint, EarlyStopping, ProgressBar, load_checkpoint
+from dlconcepts.train.callbacks import Callback, Checkpoint, EarlyStopping, LRScheduler, ProgressBar, load_checkpoint
 from dlconcepts.train.metrics import accuracy, confusion_matrix, rmse
 from dlconcepts.train.optim import OPTIMIZERS, make_optimizer
 from dlconcepts.train.trainer import History, Trainer, check_prediction_shape
@@ -11,6 +11,7 @@ __all__ = [
     "Checkpoint",
     "EarlyStopping",
     "History",
+    "LRScheduler",
     "ProgressBar",
     "Trainer",
     "check_prediction_shape",

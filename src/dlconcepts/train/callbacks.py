@@ -75,6 +75,27 @@ class EarlyStopping(Callback):
             trainer.model.load_state_dict(self.best_state)
 
 
+class LRScheduler(Callback):
+    """Steps a torch learning-rate scheduler once per epoch and logs the rate each epoch used as `lr`.
+
+    `make` builds the scheduler from the trainer's optimizer when `fit` starts, e.g.
+    `LRScheduler(lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs))`, so one
+    callback object can serve a fresh optimizer. Pitfall: a schedule sized for `epochs` that early
+    stopping cuts short never reaches its small final rates; size it for the epochs that will run.
+    """
+
+    def __init__(self, make: Any):
+        self.make = make
+        self.scheduler: Any = None
+
+    def on_fit_start(self, trainer: Any) -> None:
+        self.scheduler = self.make(trainer.optimizer)
+
+    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
+        logs["lr"] = trainer.optimizer.param_groups[0]["lr"]
+        self.scheduler.step()
+
+
 class Checkpoint(Callback):
     """Save a resumable checkpoint every `every` epochs (and at the end), atomically.
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import numpy as np
 import torch
+
+from dlconcepts.losses import js_divergence
 
 
 def accuracy(logits: torch.Tensor, target: torch.Tensor) -> float:
@@ -98,3 +101,111 @@ def binary_balanced_accuracy(y: np.ndarray, score: np.ndarray, threshold: float 
 def mae(pred: np.ndarray, target: np.ndarray) -> float:
     """Mean absolute error, in the units of the target (symmetric in its two arguments)."""
     return float(np.mean(np.abs(np.asarray(target, dtype=np.float64) - np.asarray(pred, dtype=np.float64))))
+
+
+# -- comparing two distributions from samples: generative models --
+
+def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two samples of feature vectors (rows).
+
+    d² = ‖μ_a − μ_b‖² + Tr(Σ_a + Σ_b − 2 (Σ_a Σ_b)^½) — the Fréchet (2-Wasserstein) distance between
+    N(μ_a, Σ_a) and N(μ_b, Σ_b) (Dowson & Landau 1982), used on a classifier's features as the "FID"
+    of Heusel et al. 2017. Σ_a Σ_b is not symmetric, but it is similar to the symmetric positive
+    semi-definite √Σ_a Σ_b √Σ_a, so Tr((Σ_a Σ_b)^½) = Σ_i √λ_i(√Σ_a Σ_b √Σ_a): two symmetric
+    eigen-decompositions, no general matrix square root and no complex round-off to discard.
+
+    Both are sample estimates (covariances with n − 1): the distance between two finite samples of
+    one distribution is positive and shrinks as the samples grow, so compare distances computed on
+    the same number of rows.
+    """
+    a, b = np.asarray(features_a, dtype=np.float64), np.asarray(features_b, dtype=np.float64)
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1]:
+        raise ValueError(f"frechet_distance needs two [n, d] arrays of equal d; got {a.shape} and {b.shape}")
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"frechet_distance needs at least 2 rows on each side; got {len(a)} and {len(b)}")
+    mean_gap = a.mean(axis=0) - b.mean(axis=0)
+    cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
+    eigval_a, eigvec_a = np.linalg.eigh(cov_a)
+    sqrt_a = (eigvec_a * np.sqrt(np.clip(eigval_a, 0.0, None))) @ eigvec_a.T
+    middle = sqrt_a @ cov_b @ sqrt_a
+    # Round-off can leave tiny negative eigenvalues of a PSD matrix; they stand for zero.
+    trace_sqrt_product = np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0.0, None)).sum()
+    value = mean_gap @ mean_gap + np.trace(cov_a) + np.trace(cov_b) - 2.0 * trace_sqrt_product
+    return float(max(value, 0.0))
+
+
+def binned_js_divergence(samples: np.ndarray, bin_edges: np.ndarray, reference_probabilities: np.ndarray) -> float:
+    """JSD (nats) between the histogram of `samples` and known probabilities of the same bins.
+
+    The estimator of the continuous JSD(p_ref ‖ p_samples) used to watch a 1-D GAN. Its two biases
+    pull in opposite directions:
+    * binning can only lose information, so the JSD of the binned distributions is at most the
+      continuous one (data processing inequality) — a downward bias that vanishes as the bins narrow;
+    * the histogram of m samples is noisy, and any noise raises the divergence: where the sample
+      distribution equals the reference, E[JSD] ≈ (K − 1) / (8 m) for K bins with mass (second-order
+      expansion: JSD(p + δ, p) ≈ Σ δ_i² / (8 p_i), E δ_i² = p_i (1 − p_i) / m) — an upward bias that
+      vanishes as m grows.
+    Samples outside the outermost edges count in no bin; give edges that cover both distributions
+    (the reference probabilities must then sum to ≈ 1).
+    """
+    edges = np.asarray(bin_edges, dtype=np.float64)
+    reference = np.asarray(reference_probabilities, dtype=np.float64)
+    if edges.ndim != 1 or len(reference) != len(edges) - 1:
+        raise ValueError(f"need K+1 bin edges for K reference probabilities; got {len(edges)} edges and {len(reference)}")
+    samples = np.asarray(samples, dtype=np.float64).ravel()
+    if len(samples) == 0:
+        raise ValueError("binned_js_divergence needs at least one sample")
+    counts, _ = np.histogram(samples, bins=edges)
+    # Mass outside the edges is a bin of its own on the sample side (and empty on the reference
+    # side), so a generator that throws samples far away is charged for them, not forgiven.
+    outside = len(samples) - counts.sum()
+    sample_probabilities = np.append(counts, outside) / len(samples)
+    reference = np.append(reference, max(0.0, 1.0 - reference.sum()))
+    value = js_divergence(torch.from_numpy(sample_probabilities), torch.from_numpy(reference / reference.sum()), "none")
+    return float(value)
+
+
+def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a proportion successes/n (Wilson 1927; Agresti & Coull 1998, eq. 2).
+
+    Unlike the textbook p ± z·√(p(1−p)/n), it stays inside [0, 1] and does not shrink to zero width
+    when every case is right: 360 correct of 360 gives (0.9895, 1), not (1, 1).
+    """
+    from statistics import NormalDist
+
+    if n < 1 or not 0 <= successes <= n:
+        raise ValueError(f"need 0 <= successes <= n and n >= 1; got {successes} of {n}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1); got {level}")
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    p = successes / n
+    denominator = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denominator
+    half = z / denominator * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    # At k = 0 (k = n) the lower (upper) end is exactly 0 (1); round-off would leave it a hair away.
+    low = 0.0 if successes == 0 else max(0.0, centre - half)
+    high = 1.0 if successes == n else min(1.0, centre + half)
+    return low, high
+
+
+def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[int, int, float]:
+    """Exact McNemar test of two classifiers scored on the *same* cases (McNemar 1947; Dietterich 1998).
+
+    Only the discordant cases carry information: b = cases A got right and B wrong, c = the reverse.
+    Under "A and B are equally accurate" each discordant case is a fair coin, so b ~ Binomial(b + c, 1/2)
+    and the two-sided p-value is min(1, 2·P(X ≤ min(b, c))). Returns (b, c, p); p = 1 when b = c.
+    Comparing two accuracies as if the test sets were independent wastes the pairing and is far less
+    sensitive when both models get the same easy cases right.
+    """
+    correct_a, correct_b = np.asarray(correct_a, dtype=bool), np.asarray(correct_b, dtype=bool)
+    if correct_a.shape != correct_b.shape or correct_a.ndim != 1:
+        raise ValueError(f"mcnemar_exact needs two equal 1-d arrays of per-case correctness; got "
+                         f"{correct_a.shape} and {correct_b.shape}")
+    b = int(np.sum(correct_a & ~correct_b))
+    c = int(np.sum(~correct_a & correct_b))
+    n = b + c
+    if n == 0:
+        return b, c, 1.0
+    # Exact integer arithmetic: 0.5**n underflows for the thousands of cases MNIST can give.
+    tail = sum(math.comb(n, i) for i in range(min(b, c) + 1))
+    return b, c, min(1.0, 2 * tail / 2**n)

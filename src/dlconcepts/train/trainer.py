@@ -92,6 +92,9 @@ class Trainer:
         metrics: name -> fn(predictions, targets) -> float, logged as train_<name> and valid_<name>.
         callbacks: EarlyStopping, Checkpoint, ProgressBar, or your own `Callback`.
         seed: seeds the mini-batch shuffling only (the model is seeded where it is built).
+        augment: fn(inputs) -> inputs applied to every *training* mini-batch before the model sees it
+            (e.g. `dlconcepts.data.augment.RandomAffine`); never to validation data, `predict` or
+            `evaluate`. It must keep row k a version of row k, so the targets stay aligned.
     """
 
     def __init__(
@@ -108,6 +111,7 @@ class Trainer:
         device: str | torch.device = "cpu",
         dtype: torch.dtype | None = None,
         seed: int = 0,
+        augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ):
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 or None for full batch; got {batch_size}")
@@ -128,6 +132,7 @@ class Trainer:
         self.batch_size = batch_size
         self.metrics = dict(metrics or {})
         self.callbacks = list(callbacks)
+        self.augment = augment
         self.generator = torch.Generator().manual_seed(seed)
         self.history = History()
         self.stop_training = False
@@ -185,6 +190,8 @@ class Trainer:
                     )
                 loss_sum, outputs = 0.0, []
                 for xb, yb in batches:
+                    if self.augment is not None:
+                        xb = self.augment(xb)
                     pred = self.model(xb)
                     loss = self.loss_fn(pred, yb)
                     value = loss.item()

@@ -1,0 +1,103 @@
+"""Lab `ppo-cartpole`: an actor learned by PPO actor-critic balances a pole (Gymnasium CartPole-v1).
+
+The course's reinforcement column: (1) the function is an actor π(a|s) — push the cart left or
+right — with a critic V(s) beside it; (2) the loss is PPO's clipped surrogate (a trust region whose
+size is watched through an approximate KL divergence) plus the critic's MSE; (3) Adam minimizes it
+on minibatches of the latest rollout.
+
+CartPole pays +1 for every step the pole stays up and is cut by a time limit at 500 steps: an
+episode that reaches 500 is TRUNCATED, not terminated, and its last value is bootstrapped. The
+issue's target: a deterministic evaluation mean of ≥ 475 over 20 episodes within 100k environment
+steps. The defaults were tuned for speed to solve: 8 environments, short rollouts of 16 steps, 10
+epochs on the whole rollout of 128 transitions, Adam at 2e-3, learning rate and clip range both
+annealed linearly to 0 (tuning runs and the comparison with Stable-Baselines3: README,
+benchmarks/ppo_vs_sb3.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dlconcepts.config import param
+from dlconcepts.labs._ppo import check_config, eval_table, experiment_from_config, run_and_report
+from dlconcepts.labs.base import Lab, LabContext, Result
+from dlconcepts.nets import ACTIVATIONS
+
+ENV_ID = "CartPole-v1"
+TARGET = 475.0
+RANDOM_POLICY_RETURN = 22.0  # a uniformly random policy's mean episode return on CartPole-v1 (about 22)
+
+
+@dataclass(frozen=True)
+class Config:
+    total_steps: int = param(100_000, "environment steps of training (the issue's budget)", positive=True)
+    n_envs: int = param(8, "environments stepped together (gymnasium.vector)", positive=True)
+    async_envs: bool = param(False, "one process per environment (AsyncVectorEnv) instead of stepping them in turn")
+    n_steps: int = param(16, "steps per environment per rollout (T)", positive=True)
+    n_epochs: int = param(10, "passes over each rollout", positive=True)
+    minibatch_size: int = param(128, "transitions per gradient step; must divide n_steps × n_envs", positive=True)
+    lr: float = param(2e-3, "Adam's learning rate at the start", positive=True)
+    anneal_lr: bool = param(True, "decrease the learning rate linearly to 0")
+    gamma: float = param(0.98, "discount factor γ", minimum=0.0, maximum=1.0)
+    gae_lambda: float = param(0.8, "GAE's λ (0: one-step TD, 1: Monte Carlo)", minimum=0.0, maximum=1.0)
+    clip_range: float = param(0.2, "PPO's ε: the ratio is clipped to [1 − ε, 1 + ε]", positive=True)
+    anneal_clip: bool = param(True, "decrease ε linearly to 0 with the learning rate")
+    clip_value: float = param(0.0, "clip V to old V ± this before the MSE (0 = off)", minimum=0.0)
+    vf_coef: float = param(0.5, "weight of the critic's MSE", minimum=0.0)
+    ent_coef: float = param(0.0, "weight of the entropy bonus", minimum=0.0)
+    max_grad_norm: float = param(0.5, "clip the gradient norm to this (0 = off)", minimum=0.0)
+    target_kl: float = param(0.0, "stop an update once approx KL exceeds this (0 = never)", minimum=0.0)
+    normalize_advantage: bool = param(True, "standardize advantages per minibatch")
+    bootstrap_truncation: bool = param(True, "bootstrap V(final obs) at the 500-step time limit (false: the classic fault)")
+    hidden: tuple[int, ...] = param((64, 64), "hidden widths of actor and critic", positive=True)
+    activation: str = param("tanh", "activation of the hidden layers", choices=tuple(ACTIVATIONS))
+    shared_trunk: bool = param(False, "one trunk with two heads instead of two networks")
+    eval_every: int = param(5_000, "evaluate the deterministic policy every this many env steps (0: only at the end)", minimum=0)
+    eval_episodes: int = param(20, "episodes per evaluation", positive=True)
+
+    def check(self) -> None:
+        check_config(self)
+
+
+def run(cfg: Config, ctx: LabContext) -> Result:
+    exp = experiment_from_config(cfg, ENV_ID, ctx.runtime.seed)
+    result, metrics = run_and_report(exp, ctx, TARGET)
+    final = result.final
+    assert final is not None
+    first = metrics["first_eval_step_at_target"]
+    solved = metrics["train_rolling20_first_at_target_step"]
+    findings = [
+        f"After {metrics['env_steps']:,} environment steps the deterministic policy averages {final.mean:.1f} "
+        f"(± {final.std:.1f}) over {len(final.returns)} evaluation episodes: the target of {TARGET:g} is "
+        f"{'met' if final.mean >= TARGET else 'NOT met'}; a random policy averages about {RANDOM_POLICY_RETURN:g}.",
+        (f"An evaluation first reached {TARGET:g} at {first:,} steps (evaluations every {cfg.eval_every:,})."
+         if first is not None else f"No evaluation reached {TARGET:g}."),
+        (f"The mean of the last 20 training episodes (sampled actions) first reached {TARGET:g} at {solved:,} steps."
+         if solved is not None else f"The mean of the last 20 training episodes never reached {TARGET:g}."),
+        f"On the first minibatch of every update the ratio π_θ/π_old deviated from 1 by at most "
+        f"{metrics['first_ratio_max_deviation']:.1e} (float rounding): the update starts at the old policy, "
+        f"on the stored actions.",
+        f"{metrics['env_steps_per_second']:,.0f} environment steps per second, updates included "
+        f"({metrics['train_seconds']:.1f} s of training).",
+    ]
+    return Result(
+        metrics={**metrics, "random_policy_return": RANDOM_POLICY_RETURN},
+        table=eval_table(result, TARGET),
+        findings=findings,
+        headline=f"evaluation return {final.mean:.1f} after {metrics['env_steps']:,} steps (target ≥ {TARGET:g})",
+    )
+
+
+LAB = Lab(
+    id="ppo-cartpole",
+    title="PPO actor-critic balances CartPole-v1",
+    function="actor π(a∣s): categorical over 2 actions, critic V(s); MLPs 4→{hidden}, {activation}",
+    loss="clipped surrogate (ε={clip_range}, KL watched) + {vf_coef}·MSE(V, λ-return) − {ent_coef}·entropy",
+    minimizer="Adam lr {lr}, {n_epochs} epochs × minibatches of {minibatch_size}, GAE(γ={gamma}, λ={gae_lambda})",
+    data="Gymnasium CartPole-v1 (classic control, simulated offline)",
+    typical_time="~40 s (quick ~3 s)",
+    config=Config,
+    run=run,
+    quick={"total_steps": 6_144, "eval_every": 0, "eval_episodes": 10},
+    prefers_cpu="PPO's MLPs on batches of 8 observations are far too small to gain from a GPU",
+)
