@@ -45,7 +45,8 @@ def test_quick_run_on_the_bundled_digits(tmp_path):
     assert {"curves.png", "confusion_matrix.png", "first_layer_filters.png", "augmentation.png"} <= figures
     assert {"misclassified_cnn.png", "misclassified_mlp.png"} <= figures
     state = torch.load(run / "model.pt", weights_only=True)
-    assert state["cnn"]["features.0.weight"].shape == (8, 1, 3, 3)
+    assert state["model"]["features.0.weight"].shape == (8, 1, 3, 3)  # the CNN; the MLP under "mlp"
+    assert state["mlp"]["1.0.weight"].shape[1] == 64  # Flatten, then the MLP whose first Linear takes 8·8 pixels
     report = (run / "report.md").read_text()
     assert "McNemar" in report and "Wilson" in report
 
