@@ -233,3 +233,192 @@ def test_reparameterized_log_likelihood_gradient_matches_finite_differences():
     d_z = d_logits @ weight.detach()
     torch.testing.assert_close(mu.grad, d_z)
     torch.testing.assert_close(logvar.grad, d_z * 0.5 * (0.5 * logvar.detach()).exp() * eps)
+
+
+# --- The GAN losses and the course's link to the JSD ------------------------------------------------
+
+
+def _gaussian_pdf(x, mean, std):
+    return np.exp(-0.5 * ((x - mean) / std) ** 2) / (std * math.sqrt(2 * math.pi))
+
+
+# Pairs (p_data, p_g) of 1-D densities with closed forms: a two-bump mixture against a single Gaussian,
+# two Gaussians of different means and widths.
+DENSITY_PAIRS = {
+    "mixture vs gaussian": (lambda x: 0.5 * _gaussian_pdf(x, -2, 0.5) + 0.5 * _gaussian_pdf(x, 2, 0.5),
+                            lambda x: _gaussian_pdf(x, 0.0, 1.5)),
+    "two gaussians": (lambda x: _gaussian_pdf(x, 0.0, 1.0), lambda x: _gaussian_pdf(x, 1.0, 1.5)),
+}
+# Their CDFs (scipy.stats), for the probabilities of bins.
+DENSITY_CDFS = {
+    "mixture vs gaussian": (lambda e, st: 0.5 * st.norm.cdf(e, -2, 0.5) + 0.5 * st.norm.cdf(e, 2, 0.5),
+                            lambda e, st: st.norm.cdf(e, 0.0, 1.5)),
+    "two gaussians": (lambda e, st: st.norm.cdf(e, 0.0, 1.0), lambda e, st: st.norm.cdf(e, 1.0, 1.5)),
+}
+
+
+def _integrate(f):
+    quad = pytest.importorskip("scipy.integrate").quad
+    value, _ = quad(f, -15, 15, points=[-2, 0, 1, 2], limit=400, epsabs=1e-12, epsrel=1e-10)
+    return value
+
+
+def _minimax_value(p_data, p_g, discriminator):
+    """V(D, G) = ∫ p_data log D + p_g log(1 − D) dx, by quadrature (Goodfellow et al. 2014, eq. 1)."""
+    def integrand(x):
+        d = discriminator(x)
+        return p_data(x) * math.log(d) + p_g(x) * math.log1p(-d)
+    return _integrate(integrand)
+
+
+def _jsd_by_definition(p_data, p_g):
+    """½ KL(p_data ‖ m) + ½ KL(p_g ‖ m), m = ½(p_data + p_g), each KL by its own quadrature."""
+    def kl_to_mixture(p):
+        def integrand(x):
+            px, m = p(x), 0.5 * (p_data(x) + p_g(x))
+            return px * math.log(px / m) if px > 0 else 0.0
+        return _integrate(integrand)
+    return 0.5 * kl_to_mixture(p_data) + 0.5 * kl_to_mixture(p_g)
+
+
+@pytest.mark.parametrize("pair", DENSITY_PAIRS)
+def test_minimax_value_with_the_optimal_discriminator_is_twice_the_jsd_minus_log_4(pair):
+    p_data, p_g = DENSITY_PAIRS[pair]
+    optimal = lambda x: p_data(x) / (p_data(x) + p_g(x))  # noqa: E731 — Goodfellow et al. 2014, Prop. 1
+    value = _minimax_value(p_data, p_g, optimal)
+    jsd = _jsd_by_definition(p_data, p_g)
+    assert 0.01 < jsd < math.log(2)
+    assert value == pytest.approx(2 * jsd - math.log(4), abs=1e-8)  # Theorem 1
+    # A third route to the JSD: losses.js_divergence on the probabilities of 6,000 narrow bins.
+    stats = pytest.importorskip("scipy.stats")
+    edges = np.linspace(-15, 15, 6001)
+    cdf_data, cdf_g = (cdf(edges, stats) for cdf in DENSITY_CDFS[pair])
+    binned = losses.js_divergence(torch.from_numpy(np.diff(cdf_data)), torch.from_numpy(np.diff(cdf_g)), "none").item()
+    assert binned == pytest.approx(jsd, rel=1e-4)
+
+
+
+def test_gan_value_of_the_optimal_logits_is_a_monte_carlo_estimate_of_the_identity():
+    # losses.gan_value on samples, with D*'s logit log p_data − log p_g, estimates V(D*, G) = 2·JSD − log 4.
+    p_data, p_g = DENSITY_PAIRS["mixture vs gaussian"]
+    rng = np.random.default_rng(0)
+    n = 400_000
+    x_data = np.where(rng.random(n) < 0.5, rng.normal(-2, 0.5, n), rng.normal(2, 0.5, n))
+    x_g = rng.normal(0.0, 1.5, n)
+    logit = lambda x: torch.from_numpy(np.log(p_data(x)) - np.log(p_g(x)))  # noqa: E731
+    estimate = losses.gan_value(logit(x_data), logit(x_g)).item()
+    per_sample_sd = math.sqrt(float(torch.nn.functional.logsigmoid(logit(x_data)).var() + torch.nn.functional.logsigmoid(-logit(x_g)).var()) / n)
+    expected = 2 * _jsd_by_definition(p_data, p_g) - math.log(4)
+    assert abs(estimate - expected) <= 4 * per_sample_sd
+
+
+@pytest.mark.parametrize("pair", DENSITY_PAIRS)
+def test_any_other_discriminator_scores_a_lower_value(pair):
+    p_data, p_g = DENSITY_PAIRS[pair]
+    optimal_logit = lambda x: math.log(p_data(x)) - math.log(p_g(x))  # noqa: E731
+    sigmoid = lambda a: 1 / (1 + math.exp(-a))  # noqa: E731
+    best = _minimax_value(p_data, p_g, lambda x: sigmoid(optimal_logit(x)))
+    others = {
+        "D = ½": lambda x: 0.5,
+        "logit + 0.3": lambda x: sigmoid(optimal_logit(x) + 0.3),
+        "logit − 0.3·sin x": lambda x: sigmoid(optimal_logit(x) - 0.3 * math.sin(x)),
+        "logit × 1.2": lambda x: sigmoid(1.2 * optimal_logit(x)),
+    }
+    for name, d in others.items():
+        assert _minimax_value(p_data, p_g, d) < best - 1e-6, name
+    assert _minimax_value(p_data, p_g, lambda x: 0.5) == pytest.approx(-math.log(4), abs=1e-9)
+
+
+def test_jsd_is_zero_and_the_value_is_minus_log_4_when_the_generator_matches_the_data():
+    p = DENSITY_PAIRS["mixture vs gaussian"][0]
+    assert _jsd_by_definition(p, p) == pytest.approx(0.0, abs=1e-12)
+    assert _minimax_value(p, p, lambda x: p(x) / (p(x) + p(x))) == pytest.approx(-math.log(4), abs=1e-9)
+    e = losses.gan_equilibrium()
+    assert (e["d_output"], e["value"], e["d_loss"], e["g_loss"]) == pytest.approx((0.5, -math.log(4), math.log(4), math.log(2)))
+
+
+def test_gan_losses_on_small_tensors_against_hand_computed_values():
+    # logits 0 and log 3 are D = ½ and ¾; logit −log 3 is D = ¼.
+    real = torch.tensor([0.0, math.log(3)], dtype=torch.float64)
+    fake = torch.tensor([0.0, -math.log(3)], dtype=torch.float64)
+    log = math.log
+    assert losses.gan_value(real, fake).item() == pytest.approx((log(0.5) + log(0.75)) / 2 + (log(0.5) + log(0.75)) / 2)
+    assert losses.gan_discriminator_loss(real, fake).item() == pytest.approx(-losses.gan_value(real, fake).item())
+    assert losses.gan_minimax_generator_loss(fake).item() == pytest.approx((log(0.5) + log(0.75)) / 2)
+    assert losses.gan_nonsaturating_generator_loss(fake).item() == pytest.approx((log(2) + log(4)) / 2)
+    assert losses.gan_generator_loss(fake, "minimax").item() == losses.gan_minimax_generator_loss(fake).item()
+    # One-sided label smoothing, t = 0.9, on real logits only: −[0.9 log D + 0.1 log(1 − D)].
+    smoothed = losses.gan_discriminator_loss(real, fake, real_target=0.9).item()
+    real_part = -np.mean([0.9 * log(0.5) + 0.1 * log(0.5), 0.9 * log(0.75) + 0.1 * log(0.25)])
+    assert smoothed == pytest.approx(real_part - (log(0.5) + log(0.75)) / 2)
+    # Logits far beyond float range of σ: still finite (logsigmoid), −log σ(−40) ≈ 40.
+    assert losses.gan_nonsaturating_generator_loss(torch.tensor([-40.0])).item() == pytest.approx(40.0, rel=1e-6)
+    with pytest.raises(ValueError, match="real_target"):
+        losses.gan_discriminator_loss(real, fake, real_target=0.3)
+    with pytest.raises(ValueError, match="generator loss 'wasserstein'"):
+        losses.gan_generator_loss(fake, "wasserstein")
+
+
+@pytest.mark.parametrize("d", [0.01, 0.3, 0.9])
+def test_generator_loss_gradients_match_the_hand_derivatives(d):
+    # d/dD log(1 − D) = −1/(1 − D) (minimax) and d/dD (−log D) = −1/D (non-saturating); through the logit
+    # a = log(D / (1 − D)): −D and −(1 − D). Where D(G(z)) ≈ 0 the minimax gradient on a vanishes.
+    for loss, by_d, by_logit in ((losses.gan_minimax_generator_loss, -1 / (1 - d), -d),
+                                 (losses.gan_nonsaturating_generator_loss, -1 / d, -(1 - d))):
+        prob = torch.tensor([d], dtype=torch.float64, requires_grad=True)
+        loss(torch.logit(prob)).backward()
+        assert prob.grad.item() == pytest.approx(by_d, rel=1e-9)
+        logit = torch.logit(torch.tensor([d], dtype=torch.float64)).requires_grad_()
+        loss(logit).backward()
+        assert logit.grad.item() == pytest.approx(by_logit, rel=1e-9)
+    if d == 0.01:  # a generator D rejects: 99× stronger push from the non-saturating loss
+        assert (1 - d) / d == pytest.approx(99.0)
+
+
+def _generator_gradient(loss, theta, theta_fixed, n=20_000):
+    """d/dθ E_z[loss(D*(θ + z))] with p_data = N(0, 1), G_θ(z) = θ + z, and D* optimal for θ_fixed, held fixed."""
+    z = torch.randn(n, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    theta = torch.tensor(theta, dtype=torch.float64, requires_grad=True)
+    x = theta + z
+    optimal_logit = -0.5 * x**2 + 0.5 * (x - theta_fixed) ** 2  # log N(x; 0, 1) − log N(x; θ_fixed, 1)
+    loss(optimal_logit).backward()
+    return theta.grad.item()
+
+
+def test_both_generator_losses_share_the_fixed_point_and_the_non_saturating_one_pushes_harder_far_from_it():
+    for loss in (losses.gan_minimax_generator_loss, losses.gan_nonsaturating_generator_loss):
+        assert _generator_gradient(loss, 0.0, 0.0) == 0.0  # p_g = p_data: D* = ½ everywhere, no gradient at all
+        assert _generator_gradient(loss, 1.0, 1.0) > 0  # both move θ down, towards the data at 0
+        assert _generator_gradient(loss, -1.0, -1.0) < 0
+    far_minimax = _generator_gradient(losses.gan_minimax_generator_loss, 4.0, 4.0)
+    far_nonsaturating = _generator_gradient(losses.gan_nonsaturating_generator_loss, 4.0, 4.0)
+    assert far_nonsaturating > 10 * far_minimax > 0
+
+
+def test_equilibrium_values_with_label_smoothing_are_where_the_losses_settle():
+    t = 0.9
+    e = losses.gan_equilibrium(t)
+    assert e["d_output"] == pytest.approx(0.45)
+    at = torch.logit(torch.tensor([e["d_output"]], dtype=torch.float64))
+    assert losses.gan_discriminator_loss(at, at, real_target=t).item() == pytest.approx(e["d_loss"], rel=1e-12)
+    assert losses.gan_value(at, at).item() == pytest.approx(e["value"], rel=1e-12)
+    assert losses.gan_nonsaturating_generator_loss(at).item() == pytest.approx(e["g_loss"], rel=1e-12)
+    assert losses.gan_equilibrium(t, "minimax")["g_loss"] == pytest.approx(losses.gan_minimax_generator_loss(at).item())
+    # t/2 is the best constant D when real and generated data are the same: scan D over (0, 1).
+    grid = torch.linspace(0.01, 0.99, 9801, dtype=torch.float64)
+    scores = [losses.gan_discriminator_loss(a.reshape(1), a.reshape(1), t).item() for a in torch.logit(grid)]
+    assert grid[int(np.argmin(scores))].item() == pytest.approx(t / 2, abs=1e-4)
+
+
+def test_r1_penalty_is_the_mean_squared_input_gradient():
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(6, 1, 2, 2, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, generator=g, dtype=torch.float64, requires_grad=True)
+    logits = x.flatten(1) @ w  # linear D: ∇ₓ a = w for every x
+    penalty = losses.r1_penalty(logits, x)
+    assert penalty.item() == pytest.approx(w.detach().pow(2).sum().item(), rel=1e-12)
+    penalty.backward()  # the graph was kept: the penalty trains D's weights, ∂‖w‖²/∂w = 2w
+    torch.testing.assert_close(w.grad, 2 * w.detach())
+    y = torch.randn(5, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    quadratic = losses.r1_penalty(y.pow(2).sum(dim=1), y)  # ∇ = 2y
+    assert quadratic.item() == pytest.approx((4 * y.detach().pow(2).sum(dim=1)).mean().item(), rel=1e-12)

@@ -207,6 +207,31 @@ def gan_nonsaturating_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return -F.logsigmoid(fake_logits).mean()
 
 
+def gan_equilibrium(real_target: float = 1.0, generator_loss: str = "non-saturating") -> dict[str, float]:
+    """What the losses read at the game's equilibrium p_g = p_data, with the best D for that G.
+
+    The D minimizing −[t·log D + (1 − t)·log(1 − D)] on real data and −log(1 − D) on generated data
+    is, point by point, D*(x) = t·p_data / (p_data + p_g) (Goodfellow et al. 2014, Prop. 1, for t = 1;
+    Salimans et al. 2016, §3.4, for one-sided smoothing t < 1). Where p_g = p_data that is D = t/2
+    everywhere, and the batch means the training loop logs settle at:
+    d_output = t/2; d_loss = −t·log(t/2) − (1 − t)·log(1 − t/2) − log(1 − t/2) (log 4 when t = 1);
+    value V = log(t/2) + log(1 − t/2) (−log 4 when t = 1); g_loss = −log(t/2) (non-saturating) or
+    log(1 − t/2) (minimax).
+    """
+    if not 0.5 < real_target <= 1.0:
+        raise ValueError(f"real_target must be in (0.5, 1]; got {real_target}")
+    if generator_loss not in GENERATOR_LOSSES:
+        raise ValueError(f"generator loss {generator_loss!r} is not one of {', '.join(GENERATOR_LOSSES)}")
+    d = real_target / 2
+    log_d, log_not_d = math.log(d), math.log1p(-d)
+    return {
+        "d_output": d,
+        "d_loss": -real_target * log_d - (1 - real_target) * log_not_d - log_not_d,
+        "value": log_d + log_not_d,
+        "g_loss": -log_d if generator_loss == "non-saturating" else log_not_d,
+    }
+
+
 def r1_penalty(real_logits: torch.Tensor, real_inputs: torch.Tensor) -> torch.Tensor:
     """E_x[‖∇_x a(x)‖²] on real data, the R1 regularizer of Mescheder, Geiger & Nowozin 2018 ("Which
     training methods for GANs do actually converge?", eq. 9) — added to D's loss as (γ/2)·R1.
@@ -235,6 +260,7 @@ __all__ = [
     "bernoulli_entropy",
     "bernoulli_nll",
     "gan_discriminator_loss",
+    "gan_equilibrium",
     "gan_generator_loss",
     "gan_minimax_generator_loss",
     "gan_nonsaturating_generator_loss",

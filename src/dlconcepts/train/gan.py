@@ -9,14 +9,16 @@ Goodfellow et al. 2014, Algorithm 1, with one discriminator step per generator s
 
 Both losses are logged every epoch, with the two numbers that tell whether the game is healthy
 (the DCGAN reference example prints them too): D(x), the mean probability D gives real data, and
-D(G(z)), the one it gives fakes. At the game's equilibrium both are ½. D(x) → 1 and D(G(z)) → 0
-means D has won and the minimax generator's gradient has vanished.
+D(G(z)), the one it gives fakes. At the game's equilibrium both are ½ (t/2 when D's target on real
+data is smoothed to t; `losses.gan_equilibrium`). D(x) → 1 and D(G(z)) → 0 means D has won and the
+minimax generator's gradient has vanished.
 
 A fixed batch of noise, drawn once, is pushed through G at chosen epochs: the same z every time, so
 a grid of those samples shows one generator learning rather than new random draws.
 
 Seeding: all noise and the shuffling come from one `torch.Generator` on the CPU seeded with `seed`,
-then moved to the device, so CPU and CUDA runs see the same z and the same batches.
+then moved to the device, so CPU and CUDA runs see the same z and the same batches (dropout masks
+come from each device's own generator, and the game amplifies rounding: long runs still drift apart).
 """
 
 from __future__ import annotations

@@ -142,9 +142,10 @@ def binned_js_divergence(samples: np.ndarray, bin_edges: np.ndarray, reference_p
     * binning can only lose information, so the JSD of the binned distributions is at most the
       continuous one (data processing inequality) — a downward bias that vanishes as the bins narrow;
     * the histogram of m samples is noisy, and any noise raises the divergence: where the sample
-      distribution equals the reference, E[JSD] ≈ (K − 1) / (8 m) for K bins with mass (second-order
-      expansion: JSD(p + δ, p) ≈ Σ δ_i² / (8 p_i), E δ_i² = p_i (1 − p_i) / m) — an upward bias that
-      vanishes as m grows.
+      distribution equals the reference, E[JSD] ≈ (K − 1) / (8 m) for K bins (second-order expansion:
+      JSD(p + δ, p) ≈ Σ δ_i² / (8 p_i), E δ_i² = p_i (1 − p_i) / m) — an upward bias that vanishes as m
+      grows. The expansion needs every bin to hold many draws; `binned_jsd_noise_floor` measures the
+      bias without that assumption.
     Samples outside the outermost edges count in no bin; give edges that cover both distributions
     (the reference probabilities must then sum to ≈ 1).
     """
@@ -209,3 +210,19 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[int, in
     # Exact integer arithmetic: 0.5**n underflows for the thousands of cases MNIST can give.
     tail = sum(math.comb(n, i) for i in range(min(b, c) + 1))
     return b, c, min(1.0, 2 * tail / 2**n)
+
+
+def binned_jsd_noise_floor(reference_probabilities: np.ndarray, n_samples: int, rng: np.random.Generator,
+                           repeats: int = 20) -> float:
+    """What `binned_js_divergence` reads, on average, for a *perfect* sampler: the mean JSD between the
+    reference and `repeats` histograms of `n_samples` draws from the reference itself (multinomial).
+
+    An estimate below this level cannot be told apart from zero. Where every bin holds many draws it is
+    ≈ (K − 1) / (8 m); bins with only a few expected draws add more than that formula says.
+    """
+    reference = np.asarray(reference_probabilities, dtype=np.float64)
+    reference = np.append(reference, max(0.0, 1.0 - reference.sum()))
+    reference = reference / reference.sum()
+    counts = rng.multinomial(n_samples, reference, size=repeats)
+    values = js_divergence(torch.from_numpy(counts / n_samples), torch.from_numpy(reference).expand(repeats, -1), "none")
+    return float(values.mean())
