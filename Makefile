@@ -41,6 +41,9 @@ test-torchvision: $(TV_VENV)/.installed
 bench: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[bench]"
 	$(BIN)/python benchmarks/trainer_overhead.py
+	$(BIN)/python benchmarks/many_models.py
+	$(BIN)/python benchmarks/cnn_throughput.py
+	$(BIN)/python benchmarks/ppo_vs_sb3.py
 
 clean:
 	rm -rf $(VENV) $(TV_VENV) runs build src/*.egg-info

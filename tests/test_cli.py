@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -56,9 +55,7 @@ def test_each_lab_runs_in_quick_mode_through_the_cli(lab_id, tmp_path):
 
 
 def test_run_all_quick_writes_the_course_index(tmp_path):
-    start = time.perf_counter()
     result = dlc("run", "all", "--quick", "--seed", "7", "--out", str(tmp_path), "--quiet")
-    seconds = time.perf_counter() - start
     assert result.returncode == 0, result.stderr
     (root,) = tmp_path.iterdir()
     index = (root / "report.md").read_text()
@@ -67,7 +64,6 @@ def test_run_all_quick_writes_the_course_index(tmp_path):
         assert f"[{lab_id}]({lab_id}/report.md)" in index
     summary = json.loads((root / "metrics.json").read_text())
     assert [e["status"] for e in summary["labs"]] == ["ok"] * len(LAB_IDS)
-    assert seconds < 60
 
 
 def test_same_seed_same_numbers(tmp_path):

@@ -22,12 +22,7 @@ from dlconcepts.explain.conv import (
 from dlconcepts.nets.cnn import CNN_MODELS, DEFAULT_INPUT, build_cnn
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --- the formula, one axis at a time ---------------------------------------------------------------

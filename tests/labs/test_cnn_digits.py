@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from dlconcepts.cli import main
-from dlconcepts.data.digits import MNIST_FILES, ImageSet, load_digits
-from dlconcepts.labs.cnn_digits import split_images
+from dlconcepts.data.digits import MNIST_FILES, ImageSet, load_digits, split_images
 from dlconcepts.nets.mlp import mlp_parameter_count
 from tests.data.test_digits import idx_bytes
 

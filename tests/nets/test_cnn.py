@@ -37,13 +37,7 @@ SMALL_INPUT = {"course-cnn": (3, 64, 64), "lenet5": (1, 28, 28), "alexnet": (3, 
                "vgg11": (3, 32, 32), "resnet18": (3, 32, 32)}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Small forward passes: a thread pool only adds contention on a shared 2-core machine.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def parameter_count(model: nn.Module) -> int:

@@ -14,13 +14,7 @@ from dlconcepts.train.gan import _update_average, generate, lr_scale, snapshot_s
 IMAGES = np.random.default_rng(0).random((40, 1, 4, 4)).astype(np.float32)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Nets this small run fastest on one thread (extra threads only wait on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def small_gan(seed=0):

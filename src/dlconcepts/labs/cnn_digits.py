@@ -34,9 +34,8 @@ from torch import nn
 
 from dlconcepts.config import param
 from dlconcepts.data.augment import RandomAffine, average_over_shifts
-from dlconcepts.data.digits import DIGIT_CLASSES, ImageSet, load_digit_images
-from dlconcepts.data.splits import Split, train_valid_test_split
-from dlconcepts.errors import UserError
+from dlconcepts.data.digits import DIGIT_CLASSES, ImageSet, load_digit_images, split_images
+from dlconcepts.data.splits import Split
 from dlconcepts.labs.base import Lab, LabContext, Result
 from dlconcepts.nets.cnn import DigitsCNN
 from dlconcepts.nets.mlp import mlp, mlp_parameter_count, mlp_sizes_for_budget
@@ -68,27 +67,6 @@ class Config:
     test_fraction: float = param(0.2, "share of the bundled digits for the test (MNIST has its own 10,000)", minimum=0.05, maximum=0.5)
     train_limit: int = param(0, "use at most this many training images (0 = all); for a quick look at MNIST on a CPU", minimum=0)
     misclassified_shown: int = param(40, "most misclassified test digits drawn in the figure", minimum=1)
-
-
-# -- data ------------------------------------------------------------------------------------------
-
-
-def split_images(data: ImageSet, rng: np.random.Generator, valid_fraction: float, test_fraction: float,
-                 train_limit: int = 0) -> Split:
-    """Stratified train / valid / test rows. MNIST keeps its own test set; validation comes from its training part."""
-    if data.predefined_test is None:
-        split = train_valid_test_split(len(data), rng, valid_fraction, test_fraction, stratify=data.labels)
-    else:
-        fit_rows = np.setdiff1d(np.arange(len(data)), data.predefined_test)
-        inner = train_valid_test_split(len(fit_rows), rng, valid_fraction, 0.0, stratify=data.labels[fit_rows])
-        split = Split(fit_rows[inner.train], fit_rows[inner.valid], np.asarray(data.predefined_test))
-    if len(split.valid) == 0 or len(split.test) == 0:
-        raise UserError(f"{data.name} has too few images for a validation and a test part ({len(split.train)} train, "
-                        f"{len(split.valid)} valid, {len(split.test)} test); give more images or a larger valid_fraction")
-    if 0 < train_limit < len(split.train):
-        keep = np.sort(rng.choice(split.train, size=train_limit, replace=False))
-        split = Split(keep, split.valid, split.test)
-    return split
 
 
 # -- training: one recipe for every model ----------------------------------------------------------
