@@ -29,6 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,7 @@ from dlconcepts.losses import (
 from dlconcepts.nets.autoencoder import VAE
 from dlconcepts.train.callbacks import LRScheduler
 from dlconcepts.train.optim import make_optimizer
-from dlconcepts.train.trainer import History, Trainer
+from dlconcepts.train.trainer import History, Trainer, guarded_step
 
 LR_SCHEDULES = ("cosine", "constant")
 
@@ -345,15 +346,8 @@ class VAETrainer:
                 for idx in torch.split(order, n if full_batch else self.batch_size):  # type: ignore[arg-type]
                     xb = X[idx.to(self.device)] if not full_batch else X
                     terms = elbo_terms(self.model, xb, self._noise(len(xb), self.generator))
-                    loss = terms.loss(beta)
-                    value = loss.item()
-                    if not math.isfinite(value):
-                        torch._foreach_copy_(params, last_good)
-                        self._diverged(epoch, value)
-                    torch._foreach_copy_(last_good, params)
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    self.optimizer.step()
+                    value = guarded_step(terms.loss(beta), self.optimizer, params, last_good,
+                                         partial(self._diverged, epoch))
                     self.steps += 1
                     sums["loss"] += value * len(xb)
                     sums["reconstruction"] += terms.reconstruction.detach().sum().item()

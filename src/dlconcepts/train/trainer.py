@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -68,6 +69,30 @@ def check_prediction_shape(pred: torch.Tensor, target: torch.Tensor, loss_fn: Ca
             f"predictions have shape {list(pred.shape)} but targets {list(target.shape)}: {what}; "
             f"make them match, e.g. y.reshape(-1, 1) for a single-output regression"
         )
+
+
+def guarded_step(
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    params: list[torch.Tensor],
+    last_good: list[torch.Tensor],
+    on_nonfinite: Callable[[float], None],
+) -> float:
+    """One step of the course's loop — zero the gradients, backpropagate, step — behind the divergence guard.
+
+    A NaN or infinite loss puts the weights of the last finite step back (`last_good`, copies of
+    `params`) and calls `on_nonfinite(value)`, which raises; a finite loss first records the weights
+    that produced it, the ones to fall back on if the next step blows up. Returns the loss as a float.
+    """
+    value = loss.item()
+    if not math.isfinite(value):
+        torch._foreach_copy_(params, last_good)
+        on_nonfinite(value)
+    torch._foreach_copy_(last_good, params)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return value
 
 
 def _outputs_probabilities(model: nn.Module) -> bool:
@@ -194,15 +219,7 @@ class Trainer:
                         xb = self.augment(xb)
                     pred = self.model(xb)
                     loss = self.loss_fn(pred, yb)
-                    value = loss.item()
-                    if not math.isfinite(value):
-                        torch._foreach_copy_(params, last_good)
-                        self._diverged(epoch, value)
-                    # These weights gave a finite loss: the ones to fall back on if the next step blows up.
-                    torch._foreach_copy_(last_good, params)
-                    self.optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    self.optimizer.step()
+                    value = guarded_step(loss, self.optimizer, params, last_good, partial(self._diverged, epoch))
                     self.steps += 1
                     loss_sum += value * len(xb)
                     if keep_outputs:
