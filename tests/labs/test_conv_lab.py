@@ -15,14 +15,6 @@ FIGURES = ("preprocessing", "filters", "feature_maps_course_cnn", "feature_maps_
            "feature_maps_alexnet_conv2", "max_pool")
 
 
-@pytest.fixture(autouse=True)
-def keep_torch_threads():
-    """The lab prefers the CPU and so runs on one thread, set for the whole process; put it back afterwards."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def run_conv(tmp_path: Path, *sets: str) -> Path:
     args = ["run", "conv", "--quick", "--out", str(tmp_path), "--quiet"]
     for pair in sets:

@@ -117,14 +117,6 @@ def test_bootstrap_interval_covers_a_known_mean_about_95_percent_of_the_time():
 
 # -- the lab ---------------------------------------------------------------------------------------
 
-@pytest.fixture
-def keep_torch_threads():
-    """run_lab(threads=1) sets torch's thread count for the whole process; put it back afterwards."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_quick_lab_reports_the_leakage_check_and_the_baselines(tmp_path, keep_torch_threads):
     lab = get_lab("gait")
     config = resolve_config(lab, quick=True, file_values={}, set_pairs=[("regression", "true")])

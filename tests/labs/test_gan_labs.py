@@ -1,7 +1,6 @@
 """Labs `gan` and `gan-1d`: quick runs through the real CLI (bundled digits, MNIST-format files, a cnn-digits
 judge), refused inputs, and the issue's targets (full lab, 3 seeds; run with DLC_GAN_TARGETS=1)."""
 
-import json
 import math
 import os
 import statistics
@@ -15,25 +14,7 @@ from dlconcepts.labs import get_lab
 from dlconcepts.labs.runner import RunSettings, resolve_config, run_lab
 from dlconcepts.nets.cnn import DigitsCNN
 from tests.data.test_digits import write_mnist
-
-
-@pytest.fixture(autouse=True)
-def keep_torch_threads():
-    """run_lab sets torch's thread count for the whole process; put it back afterwards."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
-def run_quick(lab_id, tmp_path, *set_pairs):
-    args = ["run", lab_id, "--quick", "--seed", "2", "--out", str(tmp_path), "--quiet"]
-    for pair in set_pairs:
-        args += ["--set", pair]
-    assert main(args) == 0
-    (run_dir,) = [p for p in tmp_path.iterdir() if p.name.endswith(f"-{lab_id}")]
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    figures = sorted(p.stem for p in (run_dir / "figures").glob("*.png"))
-    return metrics, figures, run_dir
+from tests.labs.quick import run_quick
 
 
 def test_gan_quick_run_and_its_numbers_hold_together(tmp_path):

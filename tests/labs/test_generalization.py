@@ -5,7 +5,6 @@ import statistics
 
 import numpy as np
 import pytest
-import torch
 
 from dlconcepts.errors import UserError
 from dlconcepts.labs import get_lab
@@ -13,14 +12,6 @@ from dlconcepts.labs.overfitting import NOISE_STD, mean_line
 from dlconcepts.labs.runner import RunSettings, resolve_config, run_lab
 
 SEEDS = range(3)
-
-
-@pytest.fixture
-def keep_torch_threads():
-    """run_lab(threads=1) sets torch's thread count for the whole process; put it back afterwards."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def full_runs(lab_id, tmp_path, set_pairs=()):

@@ -1,7 +1,6 @@
 """Labs `autoencoder` and `vae`: quick runs through the real CLI on MNIST-format files and in their other
 modes, refused inputs, and the issue's target (median of 3 seeds, full lab)."""
 
-import json
 import statistics
 
 import pytest
@@ -11,25 +10,7 @@ from dlconcepts.cli import main
 from dlconcepts.labs import get_lab
 from dlconcepts.labs.runner import RunSettings, resolve_config, run_lab
 from tests.data.test_digits import write_mnist
-
-
-@pytest.fixture(autouse=True)
-def keep_torch_threads():
-    """run_lab sets torch's thread count for the whole process; put it back afterwards."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
-
-
-def run_quick(lab_id, tmp_path, *set_pairs):
-    args = ["run", lab_id, "--quick", "--seed", "3", "--out", str(tmp_path), "--quiet"]
-    for pair in set_pairs:
-        args += ["--set", pair]
-    assert main(args) == 0
-    (run_dir,) = [p for p in tmp_path.iterdir() if p.name.endswith(f"-{lab_id}")]
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    figures = sorted(p.stem for p in (run_dir / "figures").glob("*.png"))
-    return metrics, figures, run_dir
+from tests.labs.quick import run_quick
 
 
 @pytest.mark.parametrize("lab_id", ["autoencoder", "vae"])
@@ -37,7 +18,7 @@ def test_labs_run_on_mnist_files_with_mnists_own_test_set(lab_id, tmp_path):
     mnist = tmp_path / "mnist"
     mnist.mkdir()
     write_mnist(mnist, n_train=60, n_test=20)
-    metrics, figures, run_dir = run_quick(lab_id, tmp_path / "runs", f"mnist={mnist}", "arch=conv")
+    metrics, figures, run_dir = run_quick(lab_id, tmp_path / "runs", f"mnist={mnist}", "arch=conv", seed=3)
     assert metrics["data"] == "mnist" and metrics["n_test"] == 20  # t10k's images, not a split of the 60
     assert metrics["n_train"] + metrics["n_valid"] == 60
     assert "MNIST’s own test set" in (run_dir / "log.txt").read_text()
@@ -47,7 +28,7 @@ def test_labs_run_on_mnist_files_with_mnists_own_test_set(lab_id, tmp_path):
 
 
 def test_autoencoder_metrics_hold_together(tmp_path):
-    metrics, figures, run_dir = run_quick("autoencoder", tmp_path)
+    metrics, figures, run_dir = run_quick("autoencoder", tmp_path, seed=3)
     assert figures == ["curves", "latent_space", "mse_vs_pca", "reconstructions"]
     assert metrics["mse_ratio_autoencoder_to_pca"] == pytest.approx(metrics["test_mse_autoencoder"] / metrics["test_mse_pca"])
     assert metrics["test_mse_pca"] == metrics["pca_test_mse_by_components"]["2"]
@@ -59,7 +40,7 @@ def test_autoencoder_metrics_hold_together(tmp_path):
 
 
 def test_vae_other_modes_and_its_metrics(tmp_path):
-    metrics, figures, run_dir = run_quick("vae", tmp_path, "likelihood=gaussian", "latent=3", "warmup_epochs=2")
+    metrics, figures, run_dir = run_quick("vae", tmp_path, "likelihood=gaussian", "latent=3", "warmup_epochs=2", seed=3)
     assert figures == ["elbo_curves", "latent_means", "latent_traversal", "prior_samples"]
     assert metrics["test_neg_elbo"] == pytest.approx(metrics["test_reconstruction"] + metrics["test_kl"])
     assert metrics["test_entropy_floor"] is None  # only the Bernoulli decoder has it

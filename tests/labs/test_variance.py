@@ -3,7 +3,6 @@
 import math
 
 import numpy as np
-import pytest
 import torch
 
 from dlconcepts.data import GaussianBlobs
@@ -11,14 +10,6 @@ from dlconcepts.labs import get_lab
 from dlconcepts.labs.runner import RunSettings, resolve_config, run_lab
 from dlconcepts.labs.variance import init_seeds, repeated_splits, spread
 from dlconcepts.train.many_models import StackedMLP, seeded_models
-
-
-@pytest.fixture
-def keep_torch_threads():
-    """run_lab(threads=1) sets torch's thread count for the whole process; put it back afterwards."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def quick_run(tmp_path, set_pairs=()):
