@@ -150,7 +150,7 @@ def _diagnostic_panels(history: list[dict], episodes: EpisodeLog, exp: Experimen
     panels = {
         "approx KL(π_old ‖ π_θ)": {"per minibatch": (mb_x, mb_kl), "mean per update": (steps, col("approx_kl"))},
         "clip fraction": {"": (steps, col("clip_fraction"))},
-        "explained variance of V": {"": (steps, col("explained_variance"))},
+        "explained variance of V\n(noise once the returns hardly vary)": {"": (steps, col("explained_variance"))},
         "entropy of π": {"": (steps, col("entropy"))},
         "policy loss (−L^CLIP)": {"": (steps, col("policy_loss"))},
         "value loss (MSE)": {"": (steps, col("value_loss"))},
