@@ -157,3 +157,16 @@ def test_divergence_is_one_line_and_the_log_keeps_it(tmp_path, capsys):
     (run_dir,) = out.iterdir()
     assert "loss became" in (run_dir / "log.txt").read_text()
     json.loads((run_dir / "config.json").read_text())  # what was written is whole
+
+
+@pytest.mark.parametrize("args, message", [
+    (["run", "linear-gd", "--mnist", "anywhere"], "--mnist: lab 'linear-gd' has no mnist setting; the labs that take it: cnn-digits"),
+    (["run", "matrix", "--weights", "w.pt"], "--weights: lab 'matrix' has no weights setting; the labs that take it: conv"),
+    (["run", "conv", "--weights", "no-such-file.pt"], "weights='no-such-file.pt': no such file"),
+    (["run", "vae", "--mnist", "no-such-folder"], "MNIST folder 'no-such-folder' does not exist"),
+])
+def test_weights_and_mnist_flags_are_refused_in_one_line_before_anything_is_written(tmp_path, capsys, args, message):
+    assert main([*args, "--out", str(tmp_path / "runs"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"dlc: error: {message}") and err.count("\n") == 1
+    assert not (tmp_path / "runs").exists()

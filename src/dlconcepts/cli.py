@@ -56,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     run.add_argument("--deterministic", action="store_true", help="use deterministic algorithms only")
     run.add_argument("--out", default="runs", help="parent folder of run directories (default runs/)")
+    run.add_argument("--weights", metavar="FILE", help="a weight file already on disk (conv: torchvision AlexNet or "
+                     "ResNet-18); the same as --set weights=FILE")
+    run.add_argument("--mnist", metavar="DIR", help="a folder with MNIST's four IDX files (cnn-digits, autoencoder, "
+                     "vae, gan); the same as --set mnist=DIR")
     run.add_argument("--quiet", action="store_true", help="no progress bars and no log on the terminal")
 
     show = sub.add_parser("config", help="show a lab's config keys, their defaults, limits and meaning")
@@ -229,7 +233,7 @@ def _run(args: argparse.Namespace) -> int:
         quick=args.quick, device=args.device, seed=args.seed, threads=args.threads,
         deterministic=args.deterministic, quiet=args.quiet, out=args.out,
     )
-    pairs = parse_set_pairs(args.set_pairs)
+    pairs = _shorthand_pairs(args) + parse_set_pairs(args.set_pairs)  # an explicit --set comes later and wins
     if args.lab == "all":
         values = _file_values(args.config, "all", list(all_labs()))
         root, entries = run_all(settings, values, pairs)
@@ -241,6 +245,26 @@ def _run(args: argparse.Namespace) -> int:
     run, _ = run_lab(lab, config, settings)
     print(f"report: {run.path / 'report.md'}")
     return 0
+
+
+def _shorthand_pairs(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """--weights FILE and --mnist DIR as the --set pairs they stand for: `lab.key` for each lab that takes a path
+    under that key (with 'all': every such lab), refused by a lab that takes none."""
+    from dlconcepts.labs import all_labs
+
+    labs = all_labs()
+    pairs = []
+    for key, value in (("weights", args.weights), ("mnist", args.mnist)):
+        if value is None:
+            continue
+        takers = [lab.id for lab in labs.values() if key in lab.path_options]
+        if args.lab == "all":
+            pairs += [(f"{lab_id}.{key}", value) for lab_id in takers]
+        elif args.lab in takers or args.lab not in labs:  # an unknown lab is named by get_lab, with a suggestion
+            pairs.append((key, value))
+        else:
+            raise UserError(f"--{key}: lab '{args.lab}' has no {key} setting; the labs that take it: {', '.join(takers)}")
+    return pairs
 
 
 def _explain_matrix(args: argparse.Namespace) -> int:

@@ -68,8 +68,8 @@ def test_quick_run_on_mnist_idx_files_uses_its_own_test_set(tmp_path):
     mnist.mkdir()
     _write_tiny_mnist(mnist)
     out = tmp_path / "runs"
-    assert main(["run", "cnn-digits", "--quick", "--set", f"mnist={mnist}", "--out", str(out), "--quiet",
-                 "--threads", "1"]) == 0
+    assert main(["run", "cnn-digits", "--quick", "--mnist", str(mnist), "--out", str(out), "--quiet",
+                 "--threads", "1"]) == 0  # --mnist DIR, the spelling of --set mnist=DIR
     metrics = json.loads((_run_dir(out) / "metrics.json").read_text())
     assert metrics["data"] == "mnist" and metrics["n_test"] == 30
     assert metrics["n_train"] + metrics["n_valid"] == 80 and metrics["n_valid"] == 10
@@ -103,3 +103,5 @@ def test_bad_mnist_folder_is_one_line_and_exit_2(tmp_path, capsys, make):
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("dlc: error: ") and err.count("\n") == 1
     assert str(folder) in err
+    if make != "not_idx":  # a missing folder or file is refused before the run directory exists
+        assert not (tmp_path / "r").exists()

@@ -111,11 +111,19 @@ def _find(directory: Path, stem: str) -> Path:
                     f"{', '.join(MNIST_FILES.values())}")
 
 
-def load_mnist(directory: str | Path) -> ImageSet:
-    """MNIST from the four IDX files in `directory`: 60,000 training then 10,000 test digits."""
+def check_mnist_folder(directory: str | Path) -> None:
+    """Refuse a folder that is not there or lacks one of the four IDX files, before any work starts."""
     directory = Path(directory)
     if not directory.is_dir():
         raise UserError(f"MNIST folder '{directory}' does not exist; point mnist= at the folder holding the IDX files")
+    for stem in MNIST_FILES.values():
+        _find(directory, stem)
+
+
+def load_mnist(directory: str | Path) -> ImageSet:
+    """MNIST from the four IDX files in `directory`: 60,000 training then 10,000 test digits."""
+    directory = Path(directory)
+    check_mnist_folder(directory)
     parts = {key: read_idx(_find(directory, stem)) for key, stem in MNIST_FILES.items()}
     for split in ("train", "test"):
         images, labels = parts[f"{split}_images"], parts[f"{split}_labels"]

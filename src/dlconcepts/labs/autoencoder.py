@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from dlconcepts.config import param
-from dlconcepts.data.digits import DIGIT_CLASSES, load_digit_images, split_images
+from dlconcepts.data.digits import DIGIT_CLASSES, check_mnist_folder, load_digit_images, split_images
 from dlconcepts.errors import ConfigError
 from dlconcepts.labs.base import Lab, LabContext, Result
 from dlconcepts.nets import ACTIVATIONS
@@ -68,6 +68,8 @@ class Config:
     pca_max_components: int = param(32, "PCA's test MSE is drawn for 1…this many components", positive=True)
 
     def check(self) -> None:
+        if self.mnist:
+            check_mnist_folder(self.mnist)  # before the run directory exists
         if self.latent > self.pca_max_components:
             raise ConfigError(f"latent={self.latent} is above pca_max_components={self.pca_max_components}; "
                               f"raise pca_max_components to at least {self.latent}")
@@ -264,4 +266,5 @@ LAB = Lab(
     run=run,
     quick={"epochs": 3, "mnist_epochs": 1, "linear_epochs": 2, "pca_max_components": 8},
     prefers_cpu="the digits' autoencoder is too small to gain from a GPU (MNIST with arch=conv may: pass --device cuda)",
+    path_options=("mnist",),
 )

@@ -37,7 +37,8 @@ class Result:
 @dataclass(frozen=True)
 class Lab:
     """A registry entry. `quick` overrides the config for a seconds-long run (used by tests);
-    `prefers_cpu` is the reason a lab stays on the CPU under --device auto ('' = use a GPU)."""
+    `prefers_cpu` is the reason a lab stays on the CPU under --device auto ('' = use a GPU);
+    `path_options` names the keys the --weights / --mnist flags of `dlc run` may set."""
 
     id: str
     title: str
@@ -50,6 +51,9 @@ class Lab:
     run: Callable[[Any, LabContext], Result]
     quick: dict[str, Any] = field(default_factory=dict)
     prefers_cpu: str = ""
+    # Config keys that `dlc run --weights FILE` / `--mnist DIR` set: a key of that name means a file here
+    # (elsewhere `weights` may be the slides' weights or a mixture's).
+    path_options: tuple[str, ...] = ()
 
     def three_steps(self, config: Any = None) -> list[tuple[str, str]]:
         """The three steps in words, filled in from `config` (the defaults when None).

@@ -34,7 +34,7 @@ from torch import nn
 
 from dlconcepts.config import param
 from dlconcepts.data.augment import RandomAffine, average_over_shifts
-from dlconcepts.data.digits import DIGIT_CLASSES, ImageSet, load_digit_images, split_images
+from dlconcepts.data.digits import DIGIT_CLASSES, ImageSet, check_mnist_folder, load_digit_images, split_images
 from dlconcepts.data.splits import Split
 from dlconcepts.labs.base import Lab, LabContext, Result
 from dlconcepts.nets.cnn import DigitsCNN
@@ -67,6 +67,10 @@ class Config:
     test_fraction: float = param(0.2, "share of the bundled digits for the test (MNIST has its own 10,000)", minimum=0.05, maximum=0.5)
     train_limit: int = param(0, "use at most this many training images (0 = all); for a quick look at MNIST on a CPU", minimum=0)
     misclassified_shown: int = param(40, "most misclassified test digits drawn in the figure", minimum=1)
+
+    def check(self) -> None:
+        if self.mnist:
+            check_mnist_folder(self.mnist)  # before the run directory exists
 
 
 # -- training: one recipe for every model ----------------------------------------------------------
@@ -334,4 +338,5 @@ LAB = Lab(
     config=Config,
     run=run,
     quick={"epochs": 2, "channels": (8, 16), "mlp_depths": (1, 2), "misclassified_shown": 16},
+    path_options=("mnist",),
 )

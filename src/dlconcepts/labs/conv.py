@@ -535,4 +535,5 @@ LAB = Lab(
     run=run,
     quick={"filter_on": "crop"},
     prefers_cpu="one photo through the first layers; the NumPy comparison runs on the CPU anyway",
+    path_options=("weights",),
 )

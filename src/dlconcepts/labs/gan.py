@@ -33,7 +33,7 @@ import torch
 from torch import nn
 
 from dlconcepts.config import param
-from dlconcepts.data.digits import DIGIT_CLASSES, ImageSet, load_digit_images, split_images
+from dlconcepts.data.digits import DIGIT_CLASSES, ImageSet, check_mnist_folder, load_digit_images, split_images
 from dlconcepts.errors import UserError
 from dlconcepts.labs.base import Lab, LabContext, Result
 from dlconcepts.losses import GENERATOR_LOSSES, gan_equilibrium
@@ -81,6 +81,10 @@ class Config:
                                  minimum=0.05, maximum=0.5)
     train_limit: int = param(0, "use at most this many training images (0 = all); for a quick look at MNIST on a CPU",
                              minimum=0)
+
+    def check(self) -> None:
+        if self.mnist:
+            check_mnist_folder(self.mnist)  # before the run directory exists
 
 
 # -- the judge: a digit classifier whose penultimate layer gives the features ----------------------
@@ -377,4 +381,5 @@ LAB = Lab(
     quick={"epochs": 3, "mnist_epochs": 1, "classifier_epochs": 5, "n_generated": 200, "fd_draws": 2, "fd_checks": 2,
            "snapshots": 3, "dcgan_width": 8},
     prefers_cpu="an MLP GAN on 8×8 digits is too small to gain from a GPU",
+    path_options=("mnist",),
 )

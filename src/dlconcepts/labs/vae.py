@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from dlconcepts.config import param
-from dlconcepts.data.digits import DIGIT_CLASSES, load_digit_images, split_images
+from dlconcepts.data.digits import DIGIT_CLASSES, check_mnist_folder, load_digit_images, split_images
 from dlconcepts.labs.base import Lab, LabContext, Result
 from dlconcepts.losses import bernoulli_entropy
 from dlconcepts.nets import ACTIVATIONS
@@ -79,6 +79,10 @@ class Config:
                                  "it decodes images × K codes", minimum=0)
     prior_samples: int = param(100, "codes drawn from N(0, I) and decoded for the samples grid", positive=True)
     traversal_steps: int = param(15, "codes per latent dimension in the traversal grid", minimum=2)
+
+    def check(self) -> None:
+        if self.mnist:
+            check_mnist_folder(self.mnist)  # before the run directory exists
 
 
 def run(cfg: Config, ctx: LabContext) -> Result:
@@ -244,4 +248,5 @@ LAB = Lab(
     run=run,
     quick={"epochs": 3, "mnist_epochs": 1, "elbo_samples": 2, "iw_samples": 8, "prior_samples": 16, "traversal_steps": 4},
     prefers_cpu="the digits' VAE is too small to gain from a GPU (MNIST with arch=conv may: pass --device cuda)",
+    path_options=("mnist",),
 )
