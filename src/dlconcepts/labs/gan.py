@@ -341,16 +341,12 @@ def _save_figures(ctx: LabContext, cfg: Config, history, snapshot_epochs, genera
 
     checks = [(row["epoch"], row["fd_valid"]) for row in history.epochs if "fd_valid" in row]
     if checks:
-        fig, ax = plt.subplots(figsize=(5.6, 3.8))
-        ax.plot(*zip(*checks), "o-", label="generated vs validation digits")
-        ax.axhline(floor_valid, color="k", ls="--", lw=1, label=f"floor: training vs validation ({floor_valid:.2f})")
-        ax.set_yscale("log")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("Fréchet distance (judge's features)")
-        ax.set_title("Fréchet distance over training", fontsize=10)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
+        epochs, distances = zip(*checks)
+        fig = figures.curve_with_references(
+            epochs, distances, "generated vs validation digits",
+            [(floor_valid, f"floor: training vs validation ({floor_valid:.2f})", "k", "--")],
+            "epoch", "Fréchet distance (judge's features)", "Fréchet distance over training", marker="o",
+        )
         ctx.run.save_figure(fig, "frechet_over_training",
                             "Fréchet distance between generated and validation digits during training, and the real-vs-real floor.")
 

@@ -172,18 +172,12 @@ def _save_figures(ctx, cfg, mixture, history, snapshot_epochs, edges, reference,
     fig.tight_layout()
     ctx.run.save_figure(fig, "densities", "The data density (black) and a histogram of the same fixed noise batch pushed through G, over training.")
 
-    epochs = np.arange(1, len(jsd) + 1)
-    fig, ax = plt.subplots(figsize=(6.0, 3.8))
-    ax.plot(epochs, jsd, lw=1.4, label="JSD(p_data ‖ p_g), binned estimate")
-    ax.axhline(LOG2, color="C3", ls="--", lw=1, label=f"log 2 = {LOG2:.3f} (disjoint supports)")
-    ax.axhline(noise_bias, color="gray", ls=":", lw=1, label=f"estimator noise for a perfect G ({noise_bias:.1e})")
-    ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("nats")
-    ax.set_title("the divergence the GAN minimizes, measured each epoch", fontsize=10)
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
+    fig = figures.curve_with_references(
+        np.arange(1, len(jsd) + 1), jsd, "JSD(p_data ‖ p_g), binned estimate",
+        [(LOG2, f"log 2 = {LOG2:.3f} (disjoint supports)", "C3", "--"),
+         (noise_bias, f"estimator noise for a perfect G ({noise_bias:.1e})", "gray", ":")],
+        "epoch", "nats", "the divergence the GAN minimizes, measured each epoch",
+    )
     ctx.run.save_figure(fig, "jsd", "Jensen–Shannon divergence between the data and the generator, estimated after every epoch.")
 
     n = len(history.epochs)

@@ -63,6 +63,13 @@ def _check_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
     return tuple(int(s) for s in image_shape)  # type: ignore[return-value]
 
 
+def _output_layer(output: str) -> list[nn.Module]:
+    """What ends a decoder: a sigmoid keeps pixels in (0, 1) (Bernoulli means); 'identity' leaves them free."""
+    if output not in OUTPUTS:
+        raise ValueError(f"output {output!r} is not one of {', '.join(OUTPUTS)}")
+    return [nn.Sigmoid()] if output == "sigmoid" else []
+
+
 def mlp_encoder(image_shape: Sequence[int], hidden: Sequence[int], outputs: int, activation: str = "relu") -> nn.Sequential:
     """Flatten the image, then the MLP pixels → hidden… → outputs (linear last layer)."""
     c, h, w = _check_shape(image_shape)
@@ -74,12 +81,8 @@ def mlp_decoder(
 ) -> nn.Sequential:
     """The MLP latent → hidden… → pixels, reshaped to the image; `output` 'sigmoid' keeps pixels in (0, 1)."""
     c, h, w = _check_shape(image_shape)
-    if output not in OUTPUTS:
-        raise ValueError(f"output {output!r} is not one of {', '.join(OUTPUTS)}")
     layers: list[nn.Module] = [*mlp((latent_dim, *hidden, c * h * w), activation), nn.Unflatten(1, (c, h, w))]
-    if output == "sigmoid":
-        layers.append(nn.Sigmoid())
-    return nn.Sequential(*layers)
+    return nn.Sequential(*layers, *_output_layer(output))
 
 
 def mlp_autoencoder(
@@ -140,8 +143,6 @@ def conv_decoder(
     output_padding (0 or 1) is chosen per layer so each map returns to the encoder's size exactly,
     odd sizes included.
     """
-    if output not in OUTPUTS:
-        raise ValueError(f"output {output!r} is not one of {', '.join(OUTPUTS)}")
     plan = conv_plan(image_shape, channels)
     layers: list[nn.Module] = [nn.Linear(latent_dim, plan.flat), ACTIVATIONS[activation](), nn.Unflatten(1, plan.sizes[-1])]
     backwards = plan.sizes[::-1]
@@ -150,9 +151,7 @@ def conv_decoder(
         layers.append(nn.ConvTranspose2d(c_in, c_out, kernel_size=3, stride=2, padding=1, output_padding=padding))
         if i < len(backwards) - 2:
             layers.append(ACTIVATIONS[activation]())
-    if output == "sigmoid":
-        layers.append(nn.Sigmoid())
-    return nn.Sequential(*layers)
+    return nn.Sequential(*layers, *_output_layer(output))
 
 
 def conv_autoencoder(

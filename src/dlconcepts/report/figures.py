@@ -222,3 +222,32 @@ def image_rows_mosaic(rows: Mapping[str, np.ndarray], ncols: int, title: str = "
         ax.set_title(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def curve_with_references(
+    x: Sequence[float],
+    y: Sequence[float],
+    label: str,
+    references: Sequence[tuple[float, str, str, str]],
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    log_y: bool = True,
+    marker: str = "",
+) -> Figure:
+    """One measured curve against horizontal reference values [(value, label, colour, line style)]:
+    a floor, a theoretical limit — the line a student compares the curve with."""
+    fig, ax = plt.subplots(figsize=(6.0, 3.8))
+    ax.plot(x, y, marker + "-", lw=1.4, label=label)
+    for value, ref_label, color, style in references:
+        ax.axhline(value, color=color, ls=style, lw=1, label=ref_label)
+    if log_y:
+        ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
