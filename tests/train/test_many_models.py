@@ -9,6 +9,7 @@ from dlconcepts.nets import mlp
 from dlconcepts.train import EarlyStopping, Trainer
 from dlconcepts.train.many_models import (
     ManySettings,
+    RowMasks,
     StackedMLP,
     bytes_per_model,
     chunk_size,
@@ -107,6 +108,48 @@ def test_early_stopping_per_model_matches_the_callback():
         assert np.isnan(result.train_loss[len(history):, r]).all()
 
 
+def test_row_masks_and_per_model_l2_train_each_model_as_alone():
+    """Folds of one table as one stack: model r learns from its rows, early-stops on its other rows and has its
+    own L2 strength; models that stop leave the stack on the way. Each must equal the same model trained alone."""
+    R, n, seeds = 6, 24, [5, 6, 7, 8, 9, 10]
+    g = torch.Generator().manual_seed(3)
+    X = torch.rand(n, 1, generator=g, dtype=torch.float64) * 4 - 2
+    y = X**3 - X + 0.5 * torch.randn(n, 1, generator=g, dtype=torch.float64)
+    folds = np.arange(n) % 3
+    train = np.array([folds != r % 3 for r in range(R)])
+    l2 = np.array([0.0, 0.0, 0.0, 0.3, 0.3, 0.3])
+    settings = ManySettings(epochs=400, optimizer="adam", lr=0.03, patience=15)
+    result = train_many(StackedMLP.from_models(seeded_models(SIZES, seeds)).double(), X, y, settings,
+                        rows=RowMasks(train, ~train), l2=l2, dtype=torch.float64)
+    assert len(set(result.epochs_used.tolist())) > 2  # stops spread out: the stack shrank while training
+    for r, model in enumerate(seeded_models(SIZES, seeds)):
+        model = model.double()
+        linears = [m for m in model if isinstance(m, nn.Linear)]
+        # torch's own coupled L2 (λ·W added to the gradient), on the weights' parameter group only
+        adam = torch.optim.Adam([{"params": [m.weight for m in linears], "weight_decay": float(l2[r])},
+                                 {"params": [m.bias for m in linears], "weight_decay": 0.0}], lr=settings.lr)
+        trainer = Trainer(model, nn.MSELoss(), adam, callbacks=[EarlyStopping(settings.patience)], dtype=torch.float64)
+        rows, held_out = np.flatnonzero(train[r]), np.flatnonzero(~train[r])
+        history = trainer.fit(X[rows], y[rows], settings.epochs, valid=(X[held_out], y[held_out]))
+        assert result.epochs_used[r] == len(history) and result.best_epoch[r] == history.best_epoch
+        np.testing.assert_allclose(result.train_loss[: len(history), r], history.column("train_loss"), rtol=1e-6)
+        np.testing.assert_allclose(result.valid_loss[: len(history), r], history.column("valid_loss"), rtol=1e-6)
+        for p, q in zip(result.model.model(r).parameters(), model.parameters()):
+            assert_close_relative(p, q, 1e-6)
+
+
+def test_row_masks_are_checked():
+    stack = StackedMLP.from_models(seeded_models(SIZES, [0, 1])).double()
+    X, y = torch.randn(6, 1), torch.randn(6, 1)
+    masks = np.ones((2, 6), dtype=bool)
+    with pytest.raises(ValueError, match="shape"):
+        train_many(stack, X, y, ManySettings(epochs=2), rows=RowMasks(masks[:, :5]))
+    with pytest.raises(ValueError, match="at least one row"):
+        RowMasks(np.zeros((2, 6), dtype=bool))
+    with pytest.raises(ValueError, match="one strength"):
+        train_many(stack, X, y, ManySettings(epochs=2), rows=RowMasks(masks), l2=[0.1])
+
+
 def test_float32_population_agrees_over_a_long_run():
     # In float32, rounding differences between a batched and a single product grow over training,
     # so single models drift apart; the spread of the population must still be the same.
@@ -187,22 +230,34 @@ def test_dropout_is_off_in_predict_and_validation_needs_data():
 
 @pytest.mark.parametrize("activation", ["relu", "tanh", "sigmoid", "identity"])
 @pytest.mark.parametrize("loss", ["mse", "cross_entropy"])
-def test_hand_gradients_equal_autograd(activation, loss):
-    sizes = (3, 7, 5, 4)
+@pytest.mark.parametrize("weighted", [False, True], ids=["mean", "row-weights-and-l2"])
+@pytest.mark.parametrize("outputs", [4, 2, 1], ids=["wide", "narrow-2", "narrow-1"])  # NARROW = 3: both products
+def test_hand_gradients_equal_autograd(activation, loss, weighted, outputs):
+    sizes = (3, 7, 5, outputs)
     stack = StackedMLP.from_models(seeded_models(sizes, [1, 2, 3], activation), activation).double()
     g = torch.Generator().manual_seed(0)
     X = torch.randn(3, 6, 3, generator=g, dtype=torch.float64)
-    y = torch.randn(3, 6, 4, generator=g, dtype=torch.float64) if loss == "mse" else torch.randint(0, 4, (3, 6), generator=g)
+    y = torch.randn(3, 6, outputs, generator=g, dtype=torch.float64) if loss == "mse" else torch.randint(0, outputs, (3, 6), generator=g)
     l1 = 1e-2
-    losses = stack._gradients(X, y, loss, l1)
+    weights = l2 = None
+    if weighted:  # each model its own rows (some weight 0) and its own L2 strength
+        mask = torch.rand(3, 6, generator=g, dtype=torch.float64) > 0.4
+        mask[:, 0] = True
+        weights = mask / mask.sum(dim=1, keepdim=True)
+        l2 = torch.tensor([0.0, 0.1, 1.0], dtype=torch.float64).view(3, 1, 1)
+    row_losses = stack._gradients(X, y, loss, l1, weights, l2)
     hand = [p.grad.clone() for p in stack.parameters()]
     for p in stack.parameters():
         p.grad = None
     from dlconcepts.train.many_models import _per_model_loss
 
-    auto_losses = _per_model_loss(stack(X), y, loss)
-    (auto_losses.sum() + l1 * sum(W.abs().sum() for W in stack.weights())).backward()
-    torch.testing.assert_close(losses, auto_losses.detach(), rtol=1e-12, atol=1e-14)
+    auto_losses = _per_model_loss(stack(X), y, loss, weights)
+    penalty = l1 * sum(W.abs().sum() for W in stack.weights())
+    if weighted:
+        penalty = penalty + sum((l2 / 2 * W**2).sum() for W in stack.weights())
+    (auto_losses.sum() + penalty).backward()
+    reduced = row_losses.mean(dim=1) if weights is None else (row_losses * weights).sum(dim=1)
+    torch.testing.assert_close(reduced, auto_losses.detach(), rtol=1e-12, atol=1e-14)
     for h, p in zip(hand, stack.parameters()):
         torch.testing.assert_close(h, p.grad, rtol=1e-10, atol=1e-13)
 
