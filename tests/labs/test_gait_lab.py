@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 import torch
 from sklearn.metrics import roc_auc_score
-from sklearn.model_selection import LeaveOneOut
 
 from dlconcepts.data.gait import COLUMNS, load_gait
 from dlconcepts.labs import gait, get_lab
 from dlconcepts.labs.runner import RunSettings, resolve_config, run_lab
 from dlconcepts.nets.mlp import mlp
-from dlconcepts.train.metrics import bootstrap_interval
+from dlconcepts.tabular import validation as V
 
 
 # -- the guard -------------------------------------------------------------------------------------
@@ -43,8 +42,8 @@ def _loo_scores(target, columns, model):
     table = load_gait()
     frame = table[columns]
     y = table[target].to_numpy(dtype=int)
-    folds = gait.make_folds(frame, LeaveOneOut().split(frame))
-    return y, gait.out_of_fold(model, folds, y, len(y))
+    folds = V.make_folds(frame, V.plan_cv("loo", "classification", y, 0))
+    return y, gait.out_of_fold(model, folds, y)
 
 
 def test_the_leak_shows_tug_alone_ranks_y1_perfectly_and_leaky_features_score_no_worse():
@@ -82,24 +81,22 @@ def test_classification_metrics_by_hand_and_against_scikit_learn():
 
 def test_bootstrap_interval_of_perfect_predictions_is_one_to_one():
     y = np.array([0, 1, 0, 1, 1, 0])
-    low, high = bootstrap_interval(gait.accuracy, y, y.astype(float), 500, np.random.default_rng(0))
-    assert (low, high) == (1.0, 1.0)
+    accuracy, auc = gait.CLASS_METRICS["accuracy"], gait.CLASS_METRICS["ROC AUC"]
+    got = gait.with_interval(accuracy, y, y.astype(float), 500, 0)
+    assert (got["low"], got["high"]) == (1.0, 1.0)
     # ROC AUC is undefined on resamples holding one class: they are left out, the rest are all 1
-    assert bootstrap_interval(gait.roc_auc, y, y.astype(float), 500, np.random.default_rng(0)) == (1.0, 1.0)
-    assert all(math.isnan(v) for v in bootstrap_interval(gait.roc_auc, np.ones(5, dtype=int), np.ones(5), 50,
-                                                         np.random.default_rng(0)))
+    got = gait.with_interval(auc, y, y.astype(float), 500, 0)
+    assert (got["low"], got["high"]) == (1.0, 1.0)
+    got = gait.with_interval(auc, np.ones(5, dtype=int), np.ones(5), 50, 0)
+    assert all(math.isnan(got[k]) for k in ("value", "low", "high"))
 
 
-def test_bootstrap_interval_is_seeded_and_checks_its_input():
+def test_bootstrap_interval_is_seeded():
     rng = np.random.default_rng(1)
     y, score = rng.integers(0, 2, 30), rng.random(30)
-    a = bootstrap_interval(gait.accuracy, y, score, 300, np.random.default_rng(5))
-    assert a == bootstrap_interval(gait.accuracy, y, score, 300, np.random.default_rng(5))
-    assert a[0] <= gait.accuracy(y, score) <= a[1]
-    with pytest.raises(ValueError, match="equal"):
-        bootstrap_interval(gait.accuracy, y, score[:-1], 10, rng)
-    with pytest.raises(ValueError, match="level"):
-        bootstrap_interval(gait.accuracy, y, score, 10, rng, level=1.5)
+    a = gait.with_interval(gait.CLASS_METRICS["accuracy"], y, score, 300, 5)
+    assert a == gait.with_interval(gait.CLASS_METRICS["accuracy"], y, score, 300, 5)
+    assert a["low"] <= gait.accuracy(y, score) <= a["high"]
 
 
 def test_bootstrap_interval_covers_a_known_mean_about_95_percent_of_the_time():
@@ -108,10 +105,10 @@ def test_bootstrap_interval_covers_a_known_mean_about_95_percent_of_the_time():
     # bootstrap also under-covers a little at n = 60 (about 1 point), so 0.95 − 1 − 3·1.3 points ≈ 0.90.
     rng = np.random.default_rng(2)
     covered = 0
-    for _ in range(300):
+    for k in range(300):
         draws = (rng.random(60) < 0.3).astype(float)
-        low, high = bootstrap_interval(lambda y, s: float(np.mean(s)), draws, draws, 400, rng)
-        covered += low <= 0.3 <= high
+        got = V.interval(lambda rows: np.mean(draws[rows], axis=-1), 60, n_boot=400, seed=k)
+        covered += got.low <= 0.3 <= got.high
     assert 0.90 <= covered / 300 <= 0.99
 
 

@@ -15,10 +15,11 @@ mostly about what can honestly be measured on it:
   preprocessing (`TablePreprocessor`: median for the two missing `px`, Gender as 0/1) is fitted on its
   training rows only, as in `dlc train`.
 * Uncertainty. Each metric comes with a percentile bootstrap 95% interval over the 23 subjects
-  (`train.metrics.bootstrap_interval`); differences between models are bootstrapped paired (the same
+  (`tabular.validation.interval`); differences between models are bootstrapped paired (the same
   resampled subjects for both), which is what decides whether one model beats another here.
 * Baselines side by side: the majority class (mean, for TUG and BBS) and logistic regression
-  (ridge regression) from scikit-learn, on the same folds and features as the MLP.
+  (ridge regression) with its penalty chosen by an inner cross-validation, on the same folds and
+  features as the MLP — the baselines, folds and intervals of `dlc train` (`tabular.validation`).
 """
 
 from __future__ import annotations
@@ -28,12 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sklearn.dummy import DummyClassifier, DummyRegressor
-from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import roc_curve
-from sklearn.model_selection import LeaveOneOut, RepeatedStratifiedKFold
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from dlconcepts.config import param
 from dlconcepts.data.gait import COLUMNS, load_gait
@@ -41,15 +37,7 @@ from dlconcepts.data.tables import TablePreprocessor
 from dlconcepts.estimators import MLPClassifier, MLPRegressor
 from dlconcepts.labs.base import Lab, LabContext, Result
 from dlconcepts.report import figures
-from dlconcepts.train.metrics import (
-    binary_accuracy,
-    binary_balanced_accuracy,
-    binary_roc_auc,
-    binary_sensitivity,
-    binary_specificity,
-    bootstrap_interval,
-    mae,
-)
+from dlconcepts.tabular import validation as V
 
 IDENTIFIER = "No"
 CLINICAL = ("TUG", "y1", "BBS", "y2")  # the two clinical scores and the labels thresholded from them
@@ -70,8 +58,6 @@ class Config:
     lr: float = param(0.01, "Adam's learning rate (full batch)", positive=True)
     epochs: int = param(200, "full-batch Adam steps per fit", positive=True)
     weight_decay: float = param(0.0, "the MLP's L2 weight decay", minimum=0.0)
-    logistic_c: float = param(1.0, "logistic regression's inverse L2 strength C (scikit-learn's default)", positive=True)
-    ridge_alpha: float = param(1.0, "ridge regression's L2 strength alpha (scikit-learn's default)", positive=True)
     # y2 has 6 positive subjects: stratified folds need at least one per fold, so at most 6 folds.
     folds: int = param(3, "folds of the repeated stratified k-fold", minimum=2, maximum=6)
     repeats: int = param(10, "repeats of the stratified k-fold, each with another shuffle", positive=True)
@@ -96,89 +82,68 @@ def _columns(target: str, features: str) -> list[str]:
 
 # -- metrics of out-of-fold scores (P(class 1) for the labels, predictions for the scores) ---------
 
-# The metrics live in train/metrics.py; they take P(class 1) and call class 1 above 0.5, as every `predict` does.
-accuracy = binary_accuracy
-sensitivity = binary_sensitivity
-specificity = binary_specificity
-balanced_accuracy = binary_balanced_accuracy
-roc_auc = binary_roc_auc
+# Each metric is built from (y, score) as a function of which subjects count (`tabular.validation`), so
+# the bootstrap can resample it; class 1 is predicted above 0.5, as every `predict` does.
+def _predicted(score: np.ndarray) -> np.ndarray:
+    return (np.asarray(score) > 0.5).astype(int)
 
 
-CLASS_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "accuracy": accuracy, "balanced accuracy": balanced_accuracy, "ROC AUC": roc_auc,
-    "sensitivity": sensitivity, "specificity": specificity,
+MetricFactory = Callable[[np.ndarray, np.ndarray], V.Metric]
+CLASS_METRICS: dict[str, MetricFactory] = {
+    "accuracy": lambda y, s: V.accuracy_metric(y, _predicted(s)),
+    "balanced accuracy": lambda y, s: V.balanced_accuracy_metric(y, _predicted(s)),
+    "ROC AUC": lambda y, s: V.roc_auc_metric(y == 1, s),
+    "sensitivity": lambda y, s: V.recall_metric(y, _predicted(s), 1),
+    "specificity": lambda y, s: V.recall_metric(y, _predicted(s), 0),
 }
+MAE: MetricFactory = V.mae_metric
 
 
-def with_interval(metric: Callable, y: np.ndarray, score: np.ndarray, n_boot: int, seed: int) -> dict[str, float]:
+def _point(factory: MetricFactory) -> Callable[[np.ndarray, np.ndarray], float]:
+    return lambda y, s: float(factory(np.asarray(y), np.asarray(s))(np.arange(len(y))))
+
+
+accuracy, balanced_accuracy, roc_auc, sensitivity, specificity = (_point(CLASS_METRICS[k]) for k in CLASS_METRICS)
+mae = _point(MAE)
+
+
+def with_interval(factory: MetricFactory, y: np.ndarray, score: np.ndarray, n_boot: int, seed: int) -> dict[str, float]:
     """The metric and its bootstrap 95% interval. Every call resamples the same subjects (same seed),
     so the intervals of two models are computed on the same resamples."""
-    low, high = bootstrap_interval(metric, y, score, n_boot, np.random.default_rng(seed))
-    return {"value": metric(y, score), "low": low, "high": high}
+    return V.interval(factory(y, score), len(y), n_boot, seed).as_dict()
 
 
-def paired_difference(metric: Callable, y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray,
+def paired_difference(factory: MetricFactory, y: np.ndarray, score_a: np.ndarray, score_b: np.ndarray,
                       n_boot: int, seed: int) -> dict[str, float]:
     """metric(a) − metric(b) with a paired bootstrap 95% interval: both scored on the same resampled subjects."""
-    def difference(y_: np.ndarray, both: np.ndarray) -> float:
-        return metric(y_, both[:, 0]) - metric(y_, both[:, 1])
-
-    return with_interval(difference, y, np.column_stack([score_a, score_b]), n_boot, seed)
+    return V.paired_difference(factory(y, score_a), factory(y, score_b), len(y), n_boot, seed).as_dict()
 
 
 # -- models and out-of-fold scores ---------------------------------------------------------------
 
-def classifiers(cfg: Config, seed: int) -> dict[str, Callable[[], object]]:
+def classifiers(cfg: Config, seed: int) -> dict[str, V.ModelFactory]:
     return {
-        MLP: lambda: MLPClassifier(hidden=cfg.hidden, lr=cfg.lr, epochs=cfg.epochs, weight_decay=cfg.weight_decay,
-                                   random_state=seed),
-        MAJORITY: lambda: DummyClassifier(strategy="most_frequent"),
-        LOGISTIC: lambda: make_pipeline(StandardScaler(), LogisticRegression(C=cfg.logistic_c, max_iter=10_000)),
+        MLP: lambda y: MLPClassifier(hidden=cfg.hidden, lr=cfg.lr, epochs=cfg.epochs, weight_decay=cfg.weight_decay,
+                                     random_state=seed),
+        MAJORITY: V.constant_model("classification"),
+        LOGISTIC: V.linear_model("classification", seed),
     }
 
 
-def regressors(cfg: Config, seed: int) -> dict[str, Callable[[], object]]:
+def regressors(cfg: Config, seed: int) -> dict[str, V.ModelFactory]:
     return {
-        MLP: lambda: MLPRegressor(hidden=cfg.hidden, lr=cfg.lr, epochs=cfg.epochs, weight_decay=cfg.weight_decay,
-                                  random_state=seed),
-        MEAN: lambda: DummyRegressor(strategy="mean"),
-        RIDGE: lambda: make_pipeline(StandardScaler(), Ridge(alpha=cfg.ridge_alpha)),
+        MLP: lambda y: MLPRegressor(hidden=cfg.hidden, lr=cfg.lr, epochs=cfg.epochs, weight_decay=cfg.weight_decay,
+                                    random_state=seed),
+        MEAN: V.constant_model("regression"),
+        RIDGE: V.linear_model("regression", seed),
     }
 
 
-@dataclass
-class Fold:
-    train: np.ndarray
-    test: np.ndarray
-    X_train: np.ndarray  # preprocessed by a TablePreprocessor fitted on `train` only
-    X_test: np.ndarray
-
-
-def make_folds(frame: pd.DataFrame, splits) -> list[Fold]:
-    folds = []
-    for train, test in splits:
-        pre = TablePreprocessor().fit(frame.iloc[train])
-        folds.append(Fold(train, test, pre.transform(frame.iloc[train]), pre.transform(frame.iloc[test])))
-    return folds
-
-
-def out_of_fold(make_model: Callable[[], object], folds: list[Fold], y: np.ndarray, n: int) -> np.ndarray:
-    """Each row's score from the model fitted without it: P(class 1) for a classifier, else the prediction."""
-    scores = np.full(n, np.nan)
-    for fold in folds:
-        model = make_model().fit(fold.X_train, y[fold.train])
-        if hasattr(model, "predict_proba"):
-            scores[fold.test] = model.predict_proba(fold.X_test)[:, list(model.classes_).index(1)]
-        else:
-            scores[fold.test] = model.predict(fold.X_test)
-    return scores
-
-
-def repeated_splits(y: np.ndarray, folds: int, repeats: int, seed: int) -> list[list[tuple[np.ndarray, np.ndarray]]]:
-    """The splits of each repeat (each repeat covers every subject once)."""
-    splitter = RepeatedStratifiedKFold(n_splits=folds, n_repeats=repeats, random_state=seed)
-    splits = list(splitter.split(np.zeros(len(y)), y))
-    return [splits[r * folds:(r + 1) * folds] for r in range(repeats)]
+def out_of_fold(make_model: V.ModelFactory, folds: list[list[V.Fold]], y: np.ndarray) -> np.ndarray:
+    """Each subject's score from the models fitted without it: P(class 1) for labels, else the prediction."""
+    task = "regression" if y.dtype.kind == "f" else "classification"
+    oof = V.out_of_fold(make_model, folds, y, task)
+    return oof.predictions if task == "regression" else oof.probabilities[:, list(oof.classes).index(1)]
 
 
 # -- the lab ---------------------------------------------------------------------------------------
@@ -197,14 +162,14 @@ def run(cfg: Config, ctx: LabContext) -> Result:
         per_target: dict = {}
         for features in (GUARDED, LEAKY, DEFINITION):
             frame = table[_columns(target, features)]
-            loo = make_folds(frame, LeaveOneOut().split(frame))
+            loo = V.make_folds(frame, V.plan_cv("loo", "classification", y, seed))
             # the majority class ignores the features: its leaky run would repeat the guarded one; on the
             # one defining column, logistic regression shows what the definition alone scores
             names = {GUARDED: list(models), LEAKY: [MLP, LOGISTIC], DEFINITION: [LOGISTIC]}[features]
-            per_target[features] = {LOO: {m: out_of_fold(models[m], loo, y, n) for m in names}}
+            per_target[features] = {LOO: {m: out_of_fold(models[m], loo, y) for m in names}}
             if features == GUARDED:
-                repeats = [make_folds(frame, s) for s in repeated_splits(y, cfg.folds, cfg.repeats, seed)]
-                per_repeat = {m: np.array([out_of_fold(models[m], f, y, n) for f in repeats]) for m in names}
+                repeats = V.make_folds(frame, V.repeated_plan(cfg.folds, cfg.repeats, "classification", y, seed))
+                per_repeat = {m: np.array([out_of_fold(models[m], [f], y) for f in repeats]) for m in names}
                 per_target[features][REPEATED] = {m: s.mean(axis=0) for m, s in per_repeat.items()}
                 per_target["repeat accuracies"] = {m: [accuracy(y, s) for s in per_repeat[m]] for m in names}
             ctx.log(f"  {target}, {features} features ({frame.shape[1]} columns): LOO accuracy " + ", ".join(
@@ -221,9 +186,9 @@ def run(cfg: Config, ctx: LabContext) -> Result:
             per_target = {}
             for features in (GUARDED, LEAKY):
                 frame = table[feature_columns(target, features == LEAKY)]
-                loo = make_folds(frame, LeaveOneOut().split(frame))
+                loo = V.make_folds(frame, V.plan_cv("loo", "regression", y, seed))
                 names = list(models) if features == GUARDED else [MLP, RIDGE]
-                per_target[features] = {m: with_interval(mae, y, out_of_fold(models[m], loo, y, n), cfg.n_boot, seed)
+                per_target[features] = {m: with_interval(MAE, y, out_of_fold(models[m], loo, y), cfg.n_boot, seed)
                                         for m in names}
             regression[target] = per_target
             ctx.log(f"  {target}: LOO MAE " + ", ".join(f"{m} {v['value']:.2f}" for m, v in per_target[GUARDED].items())
@@ -246,12 +211,12 @@ def _classification_metrics(cfg: Config, y: np.ndarray, per_target: dict, seed: 
             for validation, by_model in per_target[features].items()
         }
     loo, leaky = per_target[GUARDED][LOO], per_target[LEAKY][LOO]
+    acc, bal = CLASS_METRICS["accuracy"], CLASS_METRICS["balanced accuracy"]
     out["differences"] = {
-        "MLP − majority class, accuracy": paired_difference(accuracy, y, loo[MLP], loo[MAJORITY], cfg.n_boot, seed),
-        "MLP − logistic regression, accuracy": paired_difference(accuracy, y, loo[MLP], loo[LOGISTIC], cfg.n_boot, seed),
-        "MLP − majority class, balanced accuracy": paired_difference(balanced_accuracy, y, loo[MLP], loo[MAJORITY],
-                                                                     cfg.n_boot, seed),
-        "leaky − guarded MLP, accuracy": paired_difference(accuracy, y, leaky[MLP], loo[MLP], cfg.n_boot, seed),
+        "MLP − majority class, accuracy": paired_difference(acc, y, loo[MLP], loo[MAJORITY], cfg.n_boot, seed),
+        "MLP − logistic regression, accuracy": paired_difference(acc, y, loo[MLP], loo[LOGISTIC], cfg.n_boot, seed),
+        "MLP − majority class, balanced accuracy": paired_difference(bal, y, loo[MLP], loo[MAJORITY], cfg.n_boot, seed),
+        "leaky − guarded MLP, accuracy": paired_difference(acc, y, leaky[MLP], loo[MLP], cfg.n_boot, seed),
     }
     out["repeat accuracies"] = {m: {"min": min(a), "max": max(a)} for m, a in per_target["repeat accuracies"].items()}
     out["positives"] = int(y.sum())
@@ -273,7 +238,7 @@ def _save_model(ctx: LabContext, cfg: Config, table: pd.DataFrame, seed: int) ->
     """The guarded y1 MLP, preprocessing and network fitted on all 23 subjects."""
     features = feature_columns("y1")
     pre = TablePreprocessor().fit(table[features])
-    model = classifiers(cfg, seed)[MLP]().fit(pre.transform(table[features]), table["y1"].to_numpy(dtype=int))
+    model = classifiers(cfg, seed)[MLP](table["y1"].to_numpy(dtype=int)).fit(pre.transform(table[features]), table["y1"].to_numpy(dtype=int))
     ctx.run.save_model({"model": model.model_.state_dict(), "target": "y1", "features": features,
                         "preprocessing": pre.state(), "x_scaler": model.x_scaler_.state(),
                         "layer_sizes": [model.n_features_in_, *cfg.hidden, 2]})
@@ -334,7 +299,7 @@ def _findings(cfg: Config, metrics: dict, table: pd.DataFrame) -> list[str]:
             f"Leakage, {target}: logistic regression on {SOURCE[target]} alone — the column {target} is a threshold "
             f"of — has leave-one-out ROC AUC {_cell(alone['ROC AUC'])} (1 = every at-risk subject ranked above every "
             f"other) and accuracy {_cell(alone['accuracy'])}: its threshold is learned from 22 subjects under an L2 "
-            f"penalty (C = {cfg.logistic_c:g}), not given. With "
+            f"penalty chosen by inner cross-validation, not given. With "
             f"{', '.join(LEAKS[target])} added to the gait columns, the MLP scores {_cell(lk[MLP]['accuracy'])} "
             f"(logistic regression {_cell(lk[LOGISTIC]['accuracy'])}) against {_cell(g[MLP]['accuracy'])} guarded "
             f"(paired difference {_cell(d['leaky − guarded MLP, accuracy'])}). The guard removes the definition and "
@@ -410,21 +375,6 @@ def _headline(metrics: dict) -> str:
 
 # -- figures ---------------------------------------------------------------------------------------
 
-def _forest(ax, entries: list[tuple[str, dict[str, float]]], title: str, xlabel: str, reference: float | None) -> None:
-    """One panel: each entry's value (dot) and bootstrap interval (bar), top to bottom."""
-    for i, (label, m) in enumerate(entries):
-        color = "C3" if "leaky" in label else ("C0" if label.startswith(MLP) else "0.45")
-        ax.errorbar(m["value"], i, xerr=[[m["value"] - m["low"]], [m["high"] - m["value"]]], fmt="o", color=color,
-                    capsize=3, ms=4, lw=1.3)
-    ax.set_yticks(range(len(entries)), [label for label, _ in entries], fontsize=8)
-    ax.invert_yaxis()
-    if reference is not None:
-        ax.axvline(reference, color="k", ls=":", lw=1)
-    ax.set_title(title, fontsize=9)
-    ax.set_xlabel(xlabel, fontsize=8)
-    ax.grid(axis="x", alpha=0.3)
-
-
 def _save_figures(ctx: LabContext, table: pd.DataFrame, scores: dict, cls: dict, reg: dict) -> None:
     plt = figures.plt
     shown = ("accuracy", "balanced accuracy", "ROC AUC", "sensitivity", "specificity")
@@ -437,7 +387,8 @@ def _save_figures(ctx: LabContext, table: pd.DataFrame, scores: dict, cls: dict,
         entries_of.append((f"logistic, {SOURCE[target]} alone, leaky (LOO)", cls[target][DEFINITION][LOO][LOGISTIC]))
         for c, name in enumerate(shown):
             entries = [(label, m[name]) for label, m in entries_of]
-            _forest(axes[r, c], entries, f"{target}: {name}", name, 0.5 if name in ("balanced accuracy", "ROC AUC") else None)
+            figures.forest_panel(axes[r, c], entries, f"{target}: {name}", highlight=MLP, colors={"leaky": "C3"},
+                                 reference=0.5 if name in ("balanced accuracy", "ROC AUC") else None, xlabel=name)
             axes[r, c].set_xlim(-0.05, 1.05)
     fig.tight_layout()
     ctx.run.save_figure(fig, "forest_classification",
@@ -467,7 +418,8 @@ def _save_figures(ctx: LabContext, table: pd.DataFrame, scores: dict, cls: dict,
         for ax, (target, m) in zip(axes[0], reg.items()):
             entries = [(model, v) for model, v in m[GUARDED].items()]
             entries += [(f"{model} leaky", v) for model, v in m[LEAKY].items()]
-            _forest(ax, entries, f"{target}: leave-one-out MAE", f"MAE ({'s' if target == 'TUG' else 'BBS points'})", None)
+            figures.forest_panel(ax, entries, f"{target}: leave-one-out MAE", highlight=MLP, colors={"leaky": "C3"},
+                                 xlabel=f"MAE ({'s' if target == 'TUG' else 'BBS points'})")
         fig.tight_layout()
         ctx.run.save_figure(fig, "forest_regression", "Leave-one-out mean absolute error with bootstrap 95% intervals; "
                                                       "red: leaky features.")

@@ -251,3 +251,44 @@ def curve_with_references(
     fig.tight_layout()
     return fig
 
+
+
+def forest_panel(ax, entries: Sequence[tuple[str, object]], title: str, highlight: str | None = None,
+                 colors: Mapping[str, str] | None = None, reference: float | None = None, xlabel: str = "") -> None:
+    """One panel of estimates with intervals, one row per entry, top to bottom.
+
+    An estimate has `value`, `low` and `high` (attributes or keys; NaN ends draw the dot alone). Entries
+    whose label starts with `highlight` are blue, those containing a key of `colors` get its colour, the
+    rest grey; `reference` draws a dotted vertical line (0.5 for chance, say).
+    """
+    for i, (label, est) in enumerate(entries):
+        value, low, high = (float(est[k]) if isinstance(est, Mapping) else float(getattr(est, k))
+                            for k in ("value", "low", "high"))
+        color = next((c for part, c in (colors or {}).items() if part in label), None)
+        color = color or ("C0" if highlight and label.startswith(highlight) else "0.45")
+        if np.isfinite(low) and np.isfinite(high):
+            # a percentile interval need not contain its estimate (R² of a resample is biased): bars start at the dot
+            ax.errorbar(value, i, xerr=[[max(0.0, value - low)], [max(0.0, high - value)]], fmt="o", color=color,
+                        capsize=3, ms=4, lw=1.3)
+        else:
+            ax.plot(value, i, "o", color=color, ms=4)
+    ax.set_yticks(range(len(entries)), [label for label, _ in entries], fontsize=8)
+    if not ax.yaxis_inverted():
+        ax.invert_yaxis()
+    if reference is not None:
+        ax.axvline(reference, color="k", ls=":", lw=1)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.grid(axis="x", alpha=0.3)
+
+
+def forest(panels: Mapping[str, Sequence[tuple[str, object]]], highlight: str | None = None,
+           references: Mapping[str, float] | None = None) -> Figure:
+    """Side-by-side `forest_panel`s sharing their rows: {panel title: [(label, estimate)]}."""
+    rows = max(len(e) for e in panels.values())
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 1.2, 0.45 * rows + 1.4), sharey=True,
+                             squeeze=False)
+    for ax, (title, entries) in zip(axes[0], panels.items()):
+        forest_panel(ax, entries, title, highlight, reference=(references or {}).get(title))
+    fig.tight_layout()
+    return fig

@@ -29,21 +29,31 @@ def test_train_classification_writes_a_complete_run_and_predict_reproduces_the_m
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert capsys.readouterr().out.strip() == f"report: {run_dir / 'report.md'}"
     assert {p.name for p in run_dir.iterdir()} >= {"config.json", "metrics.json", "figures", "model.pt", "log.txt", "report.md"}
-    assert {p.name for p in (run_dir / "figures").iterdir()} == {"roc_curve.png", "confusion_matrix.png", "loss_curves.png"}
+    assert {p.name for p in (run_dir / "figures").iterdir()} == {
+        "model_comparison.png", "roc_curve.png", "confusion_matrix.png", "mlp_search.png", "loss_curves.png"}
     assert json.loads((run_dir / "config.json").read_text())["cv"] == 5
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["task"] == "classification" and metrics["rows"] == 23
-    assert np.sum(metrics["model"]["confusion_matrix"]) == 23  # every row predicted exactly once, out of fold
+    assert set(metrics["scores"]) == {"MLP", "logistic regression", "majority class"}
+    for counts in metrics["confusion_matrices"].values():
+        assert np.sum(counts) == 23  # every row predicted exactly once, out of fold
     # 17 of the 23 rows are class 0: the majority baseline's accuracy is 17/23, its balanced accuracy 1/2
-    assert metrics["baseline"]["accuracy"] == pytest.approx(17 / 23) and metrics["baseline"]["balanced_accuracy"] == 0.5
-    assert 0 <= metrics["model"]["roc_auc"] <= 1
+    majority = metrics["scores"]["majority class"]
+    assert majority["accuracy"]["value"] == pytest.approx(17 / 23) and majority["balanced accuracy"]["value"] == 0.5
+    # Out of fold, class frequencies rank nobody by their features, yet not at 0.5: a fold that holds out more
+    # positives trained on fewer, so its rows get a lower P(positive) — the constant model's AUC falls below 0.5
+    assert majority["ROC AUC"]["value"] <= 0.5
+    for model in metrics["scores"].values():
+        for m in model.values():
+            assert m["low"] <= m["high"]
     report = (run_dir / "report.md").read_text()
+    assert report.splitlines()[2] == f"**{metrics['verdict']}**"  # the report opens with the verdict
     assert "binary: 'F'→0, 'M'→1" in report and "2 missing imputed by the median" in report  # px has 2 empty cells
     assert all(f"figures/{p.name}" in report for p in (run_dir / "figures").iterdir())
     saved = torch.load(run_dir / "model.pt", weights_only=True)
-    assert saved["target"] == "y2" and saved["features"] == GAIT_FEATURES.split(",")
+    assert saved["target"] == "y2" and saved["features"] == GAIT_FEATURES.split(",") and saved["kind"] == "mlp"
 
-    # dlc predict applies the saved preprocessing and network: exactly the in-memory final model's output
+    # dlc predict applies the saved preprocessing and networks: exactly the in-memory final model's output
     options = tabular.TrainOptions(data=str(GAIT), target="y2", features=GAIT_FEATURES.split(","), cv=5, epochs=50,
                                    out=str(tmp_path / "direct"), quiet=True)
     outcome = tabular.train(options)
@@ -52,9 +62,9 @@ def test_train_classification_writes_a_complete_run_and_predict_reproduces_the_m
     assert main(["predict", "--model", str(run_dir), "--data", str(GAIT), "--out", str(preds_csv)]) == 0
     predicted = pd.read_csv(preds_csv)
     assert list(predicted.columns) == ["prediction", "probability_0", "probability_1"]
-    np.testing.assert_array_equal(predicted["prediction"].to_numpy(), outcome.estimator.predict(X))
+    np.testing.assert_array_equal(predicted["prediction"].to_numpy(), outcome.model.predict(X))
     # written with 17 significant digits, a float64 reads back bit for bit
-    np.testing.assert_array_equal(predicted[["probability_0", "probability_1"]].to_numpy(), outcome.estimator.predict_proba(X))
+    np.testing.assert_array_equal(predicted[["probability_0", "probability_1"]].to_numpy(), outcome.model.predict_proba(X))
     capsys.readouterr()
     assert main(["predict", "--model", str(run_dir), "--data", str(GAIT)]) == 0  # no --out: CSV on stdout
     assert capsys.readouterr().out == preds_csv.read_text()
@@ -67,16 +77,34 @@ def test_train_regression_with_leave_one_out(tmp_path):
             "--cv", "loo", "--epochs", "30", "--quiet", "--out", str(out)]
     assert main(["train", *args]) == 0
     (run_dir,) = out.iterdir()
-    assert {p.name for p in (run_dir / "figures").iterdir()} == {"predicted_vs_actual.png", "loss_curves.png"}
+    assert {p.name for p in (run_dir / "figures").iterdir()} == {
+        "model_comparison.png", "predicted_vs_actual.png", "mlp_search.png", "loss_curves.png"}
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["cv"].startswith("leave-one-out (23 folds)")
-    model, baseline = metrics["model"], metrics["baseline"]
-    assert model["rmse"] >= model["mae"] > 0  # RMSE ≥ MAE for any errors (power-mean inequality)
+    model, baseline = metrics["scores"]["MLP"], metrics["scores"]["mean"]
+    assert model["RMSE"]["value"] >= model["MAE"]["value"] > 0  # RMSE ≥ MAE for any errors (power-mean inequality)
     # leave-one-out mean baseline: its error on row i is (y_i − ȳ)·n/(n−1), so its RMSE is std(y)·n/(n−1)
     y = pd.read_csv(GAIT)["BBS"].to_numpy(dtype=float)
-    assert baseline["rmse"] == pytest.approx(y.std() * 23 / 22, rel=1e-12)
+    assert baseline["RMSE"]["value"] == pytest.approx(y.std() * 23 / 22, rel=1e-12)
+    assert metrics["small_data"]["text"].startswith("With 23 rows")
     predicted = tabular.predict_table(run_dir, GAIT)
     assert list(predicted.columns) == ["prediction"] and len(predicted) == 23
+
+
+@pytest.mark.parametrize("target, task", [("BBS", "regression"), ("y1", "classification")])
+@pytest.mark.parametrize("model", ["linear", "best"])
+def test_the_saved_model_is_the_one_asked_for_and_predict_reproduces_it(target, task, model, tmp_path):
+    options = tabular.TrainOptions(data=str(GAIT), target=target, task=task, features=["age", "t1", "t3", "Gender"],
+                                   cv=3, epochs=20, model=model, out=str(tmp_path / "runs"), quiet=True, n_boot=200)
+    outcome = tabular.train(options)
+    expected = {"linear": "linear", "best": {"MLP": "mlp", "ridge regression": "linear", "logistic regression": "linear",
+                                             "mean": "constant", "majority class": "constant"}[outcome.metrics["best"]]}
+    assert outcome.saved_kind == expected[model] == outcome.metrics["saved_model"]["kind"]
+    X = outcome.preprocessor.transform(read_table(GAIT)[options.features])
+    predicted = tabular.predict_table(outcome.run.path, GAIT)
+    np.testing.assert_array_equal(predicted["prediction"].to_numpy(), outcome.model.predict(X))
+    if task == "classification":
+        np.testing.assert_array_equal(predicted.filter(like="probability_").to_numpy(), outcome.model.predict_proba(X))
 
 
 def write_xlsx(path: Path) -> None:
@@ -97,6 +125,8 @@ def write_xlsx(path: Path) -> None:
         (lambda d: ["train", "--data", str(d / "gait.xlsx"), "--sheet", "data", "--target", "y2"], "has no sheet 'data' (did you mean 'gait'?)"),
         (lambda d: ["train", "--data", str(GAIT), "--target", "y2", "--cv", "1"], "--cv '1' is not a number of folds"),
         (lambda d: ["train", "--data", str(GAIT), "--target", "y2", "--hidden", "30,x"], "--hidden '30,x'"),
+        (lambda d: ["train", "--data", str(GAIT), "--target", "y2", "--hidden", "none"], "use --model linear"),
+        (lambda d: ["train", "--data", str(GAIT), "--target", "y2", "--model", "forest"], "--model 'forest' is not one of"),
         (lambda d: ["train", "--data", str(GAIT), "--target", "y2", "--lr", "-1"], "--lr -1.0 is impossible"),
         (lambda d: ["train", "--data", str(d / "empty.csv"), "--target", "y"], "is empty"),
         (lambda d: ["predict", "--model", str(d / "nowhere"), "--data", str(GAIT)], "does not exist"),
