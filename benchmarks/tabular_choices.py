@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine, make_friedman1
 from sklearn.metrics import accuracy_score, r2_score
-from sklearn.model_selection import KFold, StratifiedKFold
 
 from dlconcepts.estimators import MLPClassifier, MLPRegressor
+from dlconcepts.tabular import validation as V
 from dlconcepts.tabular.tuned_mlp import MLPSearch, TunedMLP
 
 TABLES = {
@@ -51,8 +51,9 @@ def fitted(task: str, name: str, search: MLPSearch, seed: int, X: np.ndarray, y:
 
 
 def outer_folds(y: np.ndarray, task: str, seed: int):
-    kind = StratifiedKFold if task == "classification" else KFold
-    return list(kind(5, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+    """The 5 shuffled outer folds, as `dlc train --cv 5 --seed SEED` cuts them."""
+    (splits,) = V.plan_cv(5, task, y, seed).repeats
+    return splits
 
 
 def score(y: np.ndarray, predicted: np.ndarray, task: str) -> float:

@@ -73,13 +73,15 @@ def test_the_default_mlp_holds_its_own_against_the_linear_model(name, tmp_path, 
 
 
 def test_a_small_linear_table_is_won_by_the_linear_model_and_the_report_says_so(tmp_path, one_torch_thread):
+    # 40 rows, y = x1 + … + x10 + noise(0.2): ridge regression is nearly exact (R² 0.995); ReLU networks learning
+    # a 10-dimensional plane from 32 rows are not (measured: 0.966, difference interval −0.049 to −0.008)
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(40, 8))
-    y = X @ rng.normal(size=8) + rng.normal(scale=1.0, size=40)
+    X = rng.normal(size=(40, 10))
+    y = X.sum(axis=1) + rng.normal(scale=0.2, size=40)
     metrics, run_dir = train_on(X, y, tmp_path)
     assert metrics["best"] == "ridge regression"
     (warning, *_) = metrics["losses"]
-    assert warning.startswith("The MLP loses to the ridge regression")
+    assert warning.startswith("The MLP loses to the ridge regression") and "the interval excludes 0" in warning
     assert f"warning: {warning}" in (run_dir / "log.txt").read_text()
     assert f"**Warning.** {warning}" in (run_dir / "report.md").read_text()
     assert "5-fold × 5 repeats" in metrics["cv"] and "(< 200)" in metrics["cv_reason"]  # 40 rows: repeated folds

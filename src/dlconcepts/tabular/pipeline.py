@@ -310,12 +310,14 @@ def _small_data(n: int, task: str, y: np.ndarray, comparison: V.Comparison) -> d
         counts = np.unique(y, return_counts=True)[1]
         lines.append(f"the smallest class has {counts.min()} rows, so one of them is {100 / counts.min():.0f} points "
                      "of that class's recall")
-    lines.append(f"the 95 % intervals of {main} are {min(widths.values()):.2f}–{max(widths.values()):.2f} wide")
+    low, high = min(widths.values()), max(widths.values())
+    span = f"{low:.2f}" if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f}–{high:.2f}"
+    lines.append(f"the 95 % intervals of {main} are {span} wide")
     if apart:
-        lines.append(f"they do separate the {comparison.best} from the {', '.join(apart)}")
+        lines.append(f"they do separate the {comparison.best} from the {' and the '.join(apart)}")
     if len(apart) < len(comparison.differences):
         rest = [m for m in comparison.differences if m not in apart]
-        lines.append(f"they cannot separate the {comparison.best} from the {', '.join(rest)}")
+        lines.append(f"they cannot separate the {comparison.best} from the {' and the '.join(rest)}")
     text = "; ".join(lines) + (". Such a table can show whether the features carry any signal (a model whose "
                                "interval of the difference to the constant model excludes 0); it cannot rank "
                                "models that lie within each other's intervals, set a clinical threshold, or speak for "

@@ -81,10 +81,10 @@ def model_from_state(kind: str, state: dict[str, Any]) -> Any:
         return make_pipeline(scaler, linear)
     if kind == "constant":
         if "classes" in state:
-            dummy: Any = DummyClassifier(strategy="prior")
+            dummy: Any = DummyClassifier(strategy="most_frequent")
             dummy.classes_ = np.asarray(state["classes"])
             dummy.class_prior_ = np.asarray(state["prior"], dtype=np.float64)
-            dummy.n_classes_, dummy.n_outputs_, dummy._strategy = len(dummy.classes_), 1, "prior"
+            dummy.n_classes_, dummy.n_outputs_, dummy._strategy = len(dummy.classes_), 1, "most_frequent"
         else:
             dummy = DummyRegressor(strategy="mean")
             dummy.constant_ = np.asarray(state["constant"], dtype=np.float64).reshape(1, -1)

@@ -192,9 +192,13 @@ def out_of_fold(make_model: ModelFactory, folds: list[list[Fold]], y: np.ndarray
 
 
 def constant_model(task: str) -> ModelFactory:
-    """The model that ignores the features: the training rows' mean, or their class frequencies (the
-    majority class is its prediction)."""
-    return lambda y: DummyClassifier(strategy="prior") if task == "classification" else DummyRegressor(strategy="mean")
+    """The model that ignores the features: the training rows' mean, or their majority class, given
+    probability 1. (Their class frequencies as probabilities would rank the rows by fold: a fold holding out
+    rows of a class learned that class from fewer rows, so under leave-one-out every held-out row of a class
+    scores below the others and the ROC AUC is 0 — an artifact, not a baseline. One constant score gives
+    every row the same rank: AUC 0.5.)"""
+    return lambda y: (DummyClassifier(strategy="most_frequent") if task == "classification"
+                      else DummyRegressor(strategy="mean"))
 
 
 def linear_model(task: str, seed: int = 0) -> ModelFactory:
@@ -447,10 +451,13 @@ def _verdict(main: str, best: str, scores: dict[str, dict[str, Interval]], diffe
     parts = []
     for other, diff in differences.items():
         tell = "the rows tell them apart" if separated(diff) else "the rows cannot tell them apart"
-        parts.append(f"the {other} by {diff.text()} ({tell})")
-    ahead = "; ahead of " + ", and of ".join(parts) if parts else ""
-    return (f"Out of fold, the {best} is best by {main} ({scores[best][main].text()}){ahead}; "
-            f"differences are paired bootstrap 95 % intervals over the rows.")
+        if diff.value == 0:
+            parts.append(f"level with the {other} (difference {diff.text()}; {tell})")
+        else:
+            parts.append(f"ahead of the {other} by {diff.text()} ({tell})")
+    return (f"Out of fold, the {best} is best by {main} ({scores[best][main].text()})"
+            + ("; " + ", and ".join(parts) if parts else "")
+            + "; differences are paired bootstrap 95 % intervals over the rows.")
 
 
 def summarize_choices(items: Sequence[Any]) -> dict[str, int]:

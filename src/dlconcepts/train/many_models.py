@@ -461,14 +461,17 @@ def _progress_bar(progress: bool, total: int, desc: str):
     return tqdm(total=total, desc=desc, leave=False, unit="epoch")
 
 
+def _loop_start(model: StackedMLP, settings: ManySettings, validating: bool, progress: bool, desc: str):
+    """What every training loop starts with: the optimizer, the divergence record, early stopping, a progress bar."""
+    stopping = _EarlyStopping(model, settings.patience) if settings.patience and validating else None
+    return (_make_optimizer(model, settings), torch.zeros(model.n_models, dtype=torch.long), stopping,
+            _progress_bar(progress, settings.epochs, desc))
+
+
 def _train_chunk(model: StackedMLP, X, y, Xv, yv, l2, settings: ManySettings, progress: bool, desc: str):
     """The loop for one chunk of models; returns per-epoch losses and per-model bookkeeping."""
-    R = model.n_models
-    optimizer = _make_optimizer(model, settings)
+    optimizer, diverged_at, stopping, bar = _loop_start(model, settings, Xv is not None, progress, desc)
     train_rows, valid_rows = [], []
-    diverged_at = torch.zeros(R, dtype=torch.long)
-    stopping = _EarlyStopping(model, settings.patience) if settings.patience and Xv is not None else None
-    bar = _progress_bar(progress, settings.epochs, desc)
     model.train()
     for epoch in range(1, settings.epochs + 1):
         # The objective is Σ_r (L_r + l1·Σ|W_r|): each model's gradient is its own (module docstring).
@@ -511,11 +514,8 @@ def _train_chunk_on_masks(model: StackedMLP, X, y, train_weights, valid_weights,
     the work (measured on a 400-row table). `index` maps the working stack's models to the chunk's.
     """
     R = model.n_models
-    optimizer = _make_optimizer(model, settings)
+    optimizer, diverged_at, stopping, bar = _loop_start(model, settings, valid_weights is not None, progress, desc)
     train_rows, valid_rows = [], []
-    diverged_at = torch.zeros(R, dtype=torch.long)
-    stopping = _EarlyStopping(model, settings.patience) if settings.patience and valid_weights is not None else None
-    bar = _progress_bar(progress, settings.epochs, desc)
     work, index = model.train(), torch.arange(R)
 
     def full(values: torch.Tensor) -> torch.Tensor:  # one value per model of the chunk, NaN for those gone
