@@ -24,7 +24,6 @@ this search never sees (nested cross-validation).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
