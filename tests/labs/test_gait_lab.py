@@ -43,7 +43,7 @@ def _loo_scores(target, columns, model):
     frame = table[columns]
     y = table[target].to_numpy(dtype=int)
     folds = V.make_folds(frame, V.plan_cv("loo", "classification", y, 0))
-    return y, gait.out_of_fold(model, folds, y)
+    return y, gait.out_of_fold(model, folds, y, "classification")
 
 
 def test_the_leak_shows_tug_alone_ranks_y1_perfectly_and_leaky_features_score_no_worse():

@@ -31,6 +31,14 @@ class Standardizer:
         """Plain lists, so the scaler can be stored beside a model in a weights_only checkpoint."""
         return {"mean": self.mean_.tolist(), "scale": self.scale_.tolist()}
 
+    @classmethod
+    def from_state(cls, state: dict[str, list[float]]) -> "Standardizer":
+        """The fitted scaler `state()` described."""
+        scaler = cls()
+        scaler.mean_ = np.asarray(state["mean"], dtype=np.float64)
+        scaler.scale_ = np.asarray(state["scale"], dtype=np.float64)
+        return scaler
+
 
 class Identity(Standardizer):
     """No scaling at all: what the course's notebook did (kept to show why scaling matters)."""

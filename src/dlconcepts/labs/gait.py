@@ -139,9 +139,8 @@ def regressors(cfg: Config, seed: int) -> dict[str, V.ModelFactory]:
     }
 
 
-def out_of_fold(make_model: V.ModelFactory, folds: list[list[V.Fold]], y: np.ndarray) -> np.ndarray:
+def out_of_fold(make_model: V.ModelFactory, folds: list[list[V.Fold]], y: np.ndarray, task: str) -> np.ndarray:
     """Each subject's score from the models fitted without it: P(class 1) for labels, else the prediction."""
-    task = "regression" if y.dtype.kind == "f" else "classification"
     oof = V.out_of_fold(make_model, folds, y, task)
     return oof.predictions if task == "regression" else oof.probabilities[:, list(oof.classes).index(1)]
 
@@ -166,10 +165,11 @@ def run(cfg: Config, ctx: LabContext) -> Result:
             # the majority class ignores the features: its leaky run would repeat the guarded one; on the
             # one defining column, logistic regression shows what the definition alone scores
             names = {GUARDED: list(models), LEAKY: [MLP, LOGISTIC], DEFINITION: [LOGISTIC]}[features]
-            per_target[features] = {LOO: {m: out_of_fold(models[m], loo, y) for m in names}}
+            per_target[features] = {LOO: {m: out_of_fold(models[m], loo, y, "classification") for m in names}}
             if features == GUARDED:
                 repeats = V.make_folds(frame, V.repeated_plan(cfg.folds, cfg.repeats, "classification", y, seed))
-                per_repeat = {m: np.array([out_of_fold(models[m], [f], y) for f in repeats]) for m in names}
+                per_repeat = {m: np.array([out_of_fold(models[m], [f], y, "classification") for f in repeats])
+                              for m in names}
                 per_target[features][REPEATED] = {m: s.mean(axis=0) for m, s in per_repeat.items()}
                 per_target["repeat accuracies"] = {m: [accuracy(y, s) for s in per_repeat[m]] for m in names}
             ctx.log(f"  {target}, {features} features ({frame.shape[1]} columns): LOO accuracy " + ", ".join(
@@ -188,8 +188,9 @@ def run(cfg: Config, ctx: LabContext) -> Result:
                 frame = table[feature_columns(target, features == LEAKY)]
                 loo = V.make_folds(frame, V.plan_cv("loo", "regression", y, seed))
                 names = list(models) if features == GUARDED else [MLP, RIDGE]
-                per_target[features] = {m: with_interval(MAE, y, out_of_fold(models[m], loo, y), cfg.n_boot, seed)
-                                        for m in names}
+                per_target[features] = {
+                    m: with_interval(MAE, y, out_of_fold(models[m], loo, y, "regression"), cfg.n_boot, seed)
+                    for m in names}
             regression[target] = per_target
             ctx.log(f"  {target}: LOO MAE " + ", ".join(f"{m} {v['value']:.2f}" for m, v in per_target[GUARDED].items())
                     + f"; leaky MLP {per_target[LEAKY][MLP]['value']:.2f}")
@@ -238,7 +239,8 @@ def _save_model(ctx: LabContext, cfg: Config, table: pd.DataFrame, seed: int) ->
     """The guarded y1 MLP, preprocessing and network fitted on all 23 subjects."""
     features = feature_columns("y1")
     pre = TablePreprocessor().fit(table[features])
-    model = classifiers(cfg, seed)[MLP](table["y1"].to_numpy(dtype=int)).fit(pre.transform(table[features]), table["y1"].to_numpy(dtype=int))
+    y = table["y1"].to_numpy(dtype=int)
+    model = classifiers(cfg, seed)[MLP](y).fit(pre.transform(table[features]), y)
     ctx.run.save_model({"model": model.model_.state_dict(), "target": "y1", "features": features,
                         "preprocessing": pre.state(), "x_scaler": model.x_scaler_.state(),
                         "layer_sizes": [model.n_features_in_, *cfg.hidden, 2]})

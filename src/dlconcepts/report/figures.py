@@ -252,7 +252,6 @@ def curve_with_references(
     return fig
 
 
-
 def forest_panel(ax, entries: Sequence[tuple[str, object]], title: str, highlight: str | None = None,
                  colors: Mapping[str, str] | None = None, reference: float | None = None, xlabel: str = "") -> None:
     """One panel of estimates with intervals, one row per entry, top to bottom.

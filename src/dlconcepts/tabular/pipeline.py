@@ -236,10 +236,11 @@ def _train(options: TrainOptions, prep: Prepared, start: float, threads: int) ->
         oof = {}
         for name, make in factories.items():
             oof[name] = V.out_of_fold(make, prep.folds, prep.y, task, on_fold=bar.update if bar else None)
-            run.log(f"  {name}: out-of-fold {_one_line(task, prep.y, oof[name])}", echo=bar is None)
         if bar is not None:
             bar.close()
         comparison = V.compare(task, prep.y, oof, focus=MLP, n_boot=options.n_boot, seed=options.seed)
+        for name, scores in comparison.scores.items():
+            run.log(f"  {name}: out of fold " + ", ".join(f"{k} {v.text()}" for k, v in scores.items()))
         run.log(f"  {comparison.verdict}")
         for warning in comparison.losses:
             run.log(f"  warning: {warning}")
@@ -276,13 +277,6 @@ def _search_text(search: MLPSearch) -> str:
     return (f"hidden {widths}, weight decay {decays}, chosen by {search.inner_folds}-fold cross-validation inside each "
             f"training fold; full-batch Adam lr {search.lr:g}, at most {search.max_epochs} epochs, early stopping after "
             f"{search.patience} without improvement; the {search.inner_folds * search.seeds} fold networks averaged")
-
-
-def _one_line(task: str, y: np.ndarray, oof: V.OutOfFold) -> str:
-    if task == "regression":
-        p = oof.predictions
-        return f"R² {1 - np.sum((y - p) ** 2) / np.sum((y - y.mean()) ** 2):.3f}, MAE {np.mean(np.abs(y - p)):.4g}"
-    return f"accuracy {np.mean(oof.predictions == y):.3f}"
 
 
 def _search_summary(fits: list[TunedMLP], search: MLPSearch) -> dict[str, Any]:
@@ -363,8 +357,8 @@ def _save_figures(run: Run, prep: Prepared, oof: dict[str, V.OutOfFold], compari
 
 def _predicted_vs_actual(y: np.ndarray, oof: dict[str, V.OutOfFold], name: str):
     fig, ax = figures.plt.subplots(figsize=(4.8, 4.4))
-    for i, (model, o) in enumerate(oof.items()):
-        if model == MLP or i == 1:  # the MLP and the linear model; the constant model is a flat line
+    for model, o in oof.items():
+        if model != V.constant_name("regression"):  # the constant model is a flat line
             ax.scatter(y, o.predictions, s=14, alpha=0.6, label=model)
     low, high = float(y.min()), float(y.max())
     ax.plot([low, high], [low, high], "k--", lw=1, label="predicted = actual")

@@ -109,20 +109,20 @@ class TunedMLP(BaseEstimator):
             target, outputs, loss = self.y_scaler_.transform(y), 1, "mse"
         folds = self._inner_folds(Z, target)
         rng = np.random.default_rng(self.random_state)
-        self.candidates_, networks, self._curves = [], [], []
+        self.candidates_, results = [], []
         for hidden in self.search.hidden:
-            found, stack = self._search_width(Z, target, folds, hidden, outputs, loss, rng)
+            found, result = self._search_width(Z, target, folds, hidden, outputs, loss, rng)
             self.candidates_ += found
-            networks.append(stack)
+            results.append(result)
         best = int(np.argmin([c.validation_loss for c in self.candidates_]))
         self.choice_ = self.candidates_[best]
         width, position = divmod(best, len(self.search.weight_decays))
         per_candidate = len(folds) * self.search.seeds
         chosen = slice(position * per_candidate, (position + 1) * per_candidate)
-        self.networks_ = networks[width].select(chosen)
-        train, valid = self._curves[width]
-        self.curves_ = {"train": train[:, chosen], "valid": valid[:, chosen]}  # epochs × networks, NaN after a stop
-        del self._curves
+        result = results[width]
+        self.networks_ = result.model.select(chosen)
+        # epochs × networks, NaN after each network's stop
+        self.curves_ = {"train": result.train_loss[:, chosen], "valid": result.valid_loss[:, chosen]}
         self.n_features_in_ = X.shape[1]
         return self
 
@@ -160,7 +160,6 @@ class TunedMLP(BaseEstimator):
         if result.diverged.any():
             raise TrainingDiverged(f"an MLP of hidden widths {list(hidden)} diverged at epoch {int(result.diverged_at.max())}; "
                                    "lower --lr", int(result.diverged_at.max()))
-        self._curves.append((result.train_loss, result.valid_loss))
         best_valid = result.valid_loss[result.best_epoch - 1, np.arange(len(l2))]
         valid_sizes = np.array([len(v) for _, v in folds for _ in range(s.seeds)], dtype=np.float64)
         found = []
@@ -169,7 +168,7 @@ class TunedMLP(BaseEstimator):
             part = slice(j * per_candidate, (j + 1) * per_candidate)
             pooled = float(np.sum(best_valid[part] * valid_sizes) / np.sum(valid_sizes))
             found.append(Candidate(tuple(hidden), float(wd), pooled, [int(e) for e in result.best_epoch[part]]))
-        return found, result.model
+        return found, result
 
     # -- predicting ---------------------------------------------------------------------------
     def _outputs(self, X: np.ndarray) -> torch.Tensor:
@@ -219,11 +218,11 @@ class TunedMLP(BaseEstimator):
         search["hidden"] = tuple(tuple(h) for h in search["hidden"])
         search["weight_decays"] = tuple(search["weight_decays"])
         model = cls(state["task"], MLPSearch(**search), state["random_state"], "cpu", state["dtype"])
-        model.x_scaler_ = _scaler(state["x_scaler"])
+        model.x_scaler_ = Standardizer.from_state(state["x_scaler"])
         if model.task == "classification":
             model.classes_ = np.array(state["classes"])
         else:
-            model.y_scaler_ = _scaler(state["y_scaler"])
+            model.y_scaler_ = Standardizer.from_state(state["y_scaler"])
         networks = StackedMLP(state["layer_sizes"], state["n_networks"], model.search.activation)
         networks.load_state_dict(state["networks"])
         model.networks_ = networks.to(DTYPES[model.dtype])
@@ -236,8 +235,3 @@ class TunedMLP(BaseEstimator):
 def _candidate(values: dict[str, Any]) -> Candidate:
     return Candidate(tuple(values["hidden"]), values["weight_decay"], values["validation_loss"], list(values["best_epochs"]))
 
-
-def _scaler(state: dict[str, list[float]]) -> Standardizer:
-    scaler = Standardizer()
-    scaler.mean_, scaler.scale_ = np.asarray(state["mean"], dtype=np.float64), np.asarray(state["scale"], dtype=np.float64)
-    return scaler

@@ -336,7 +336,6 @@ def metric_functions(task: str, y: np.ndarray, oof: OutOfFold) -> dict[str, Metr
 
 
 MAIN_METRIC = {"regression": "R²", "classification": "accuracy"}
-LOWER_IS_BETTER = {"MAE", "RMSE"}
 
 
 @dataclass(frozen=True)
@@ -426,11 +425,13 @@ def compare(task: str, y: np.ndarray, predictions: dict[str, OutOfFold], focus: 
     shared = [k for k in functions[focus] if all(k in f for f in functions.values())]
     scores = {m: {k: interval(f[k], n, n_boot, seed) for k in shared} for m, f in functions.items()}
     best = max(scores, key=lambda m: (_finite(scores[m][main].value), m == focus))  # ties go to the focus model
-    differences = {m: paired_difference(functions[best][main], functions[m][main], n, n_boot, seed)
-                   for m in scores if m != best}
-    verdict = _verdict(main, best, scores, differences)
     focus_differences = {m: paired_difference(functions[focus][main], functions[m][main], n, n_boot, seed)
                          for m in scores if m != focus}
+    # best − focus is −(focus − best) on the same resamples: negated, not bootstrapped twice
+    differences = {m: (focus_differences[m] if best == focus else _negated(focus_differences[best]) if m == focus
+                       else paired_difference(functions[best][main], functions[m][main], n, n_boot, seed))
+                   for m in scores if m != best}
+    verdict = _verdict(main, best, scores, differences)
     losses = []
     for other, diff in focus_differences.items():
         if scores[other][main].value <= scores[focus][main].value:
@@ -441,6 +442,11 @@ def compare(task: str, y: np.ndarray, predictions: dict[str, OutOfFold], focus: 
         losses.append(f"The {focus} loses to the {other}: out-of-fold {main} {scores[focus][main].text()} against "
                       f"{scores[other][main].text()}, difference {diff.text()} ({tell}).")
     return Comparison(main, scores, best, differences, focus, focus_differences, verdict, losses)
+
+
+def _negated(diff: Interval) -> Interval:
+    """b − a from a − b: the percentiles of a negated sample are the negated opposite percentiles."""
+    return Interval(-diff.value, -diff.high, -diff.low)
 
 
 def _finite(value: float) -> float:
