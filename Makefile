@@ -12,7 +12,7 @@ BIN    := $(VENV)/bin
 TV_VENV     ?= .venv-torchvision
 TORCHVISION ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test test-torchvision bench clean
+.PHONY: demo test test-notebooks notebooks test-torchvision bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,15 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
+
+# Only the notebooks: each one executed top to bottom in a fresh kernel, quick mode (make test runs them too).
+test-notebooks: $(VENV)/.installed
+	$(BIN)/python -m pytest -q tests/test_notebooks.py
+
+# Open the notebooks in JupyterLab (installed into .venv on first use). Set DLC_QUICK=1 for seconds-long runs.
+notebooks: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[notebook]"
+	$(BIN)/jupyter lab notebooks/
 
 $(TV_VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(TV_VENV)

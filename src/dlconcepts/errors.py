@@ -13,6 +13,11 @@ from collections.abc import Iterable
 class UserError(Exception):
     """Something the user can fix; the message is shown as one line."""
 
+    def _render_traceback_(self) -> list[str]:
+        # IPython (Jupyter, Colab) calls this instead of printing a traceback: in a notebook too, a
+        # mistake the user can fix is one line, not a stack of the package's frames.
+        return [f"{type(self).__name__}: {self}"]
+
 
 class ConfigError(UserError):
     """A config key, value or file is wrong."""

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 
 import matplotlib
 
-matplotlib.use("Agg")  # files only, never a screen: runs work on servers and in CI
+
+def use_files_only_backend() -> None:
+    """Agg: figures go to files, never a screen, so runs work on servers and in CI. In a notebook kernel
+    (ipykernel sets MPLBACKEND to its inline backend) the inline backend stays: it has no screen either,
+    `Run.save_figure` closes every figure it writes, and switching to Agg would stop the notebook's own
+    plots from showing."""
+    if "inline" not in os.environ.get("MPLBACKEND", ""):
+        matplotlib.use("Agg")
+
+
+use_files_only_backend()
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
