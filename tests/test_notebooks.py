@@ -48,12 +48,15 @@ def _timed_execution(path: Path, cwd: Path) -> tuple[nbformat.NotebookNode, floa
 
 
 @pytest.fixture(scope="session")
-def executed_notebooks(tmp_path_factory) -> dict[Path, Future]:
-    """Every notebook started at once, as many at a time as there are cores: a kernel spends seconds
-    importing torch, scipy and matplotlib on one core, so two kernels keep two cores busy."""
+def executed_notebooks(request, tmp_path_factory) -> dict[Path, Future]:
+    """The selected notebooks (all, or those `-k` picked) started at once, as many at a time as there
+    are cores: a kernel spends seconds importing torch and matplotlib on one core, so two kernels keep
+    two cores busy."""
+    name = test_notebook_runs_top_to_bottom_and_its_check_passes.__name__
+    selected = [item.callspec.params["path"] for item in request.session.items if item.originalname == name]
     workers = max(1, min(4, os.cpu_count() or 1))
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="notebook")
-    futures = {p: pool.submit(_timed_execution, p, tmp_path_factory.mktemp("notebook")) for p in NOTEBOOKS}
+    futures = {p: pool.submit(_timed_execution, p, tmp_path_factory.mktemp("notebook")) for p in selected}
     yield futures
     pool.shutdown(wait=True, cancel_futures=True)
 

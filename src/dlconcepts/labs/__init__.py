@@ -44,6 +44,13 @@ def all_labs() -> dict[str, Lab]:
 
 
 def get_lab(lab_id: str) -> Lab:
+    # A lab's module is named after its id ('gan-1d' -> gan_1d.py): import that one alone, so that running
+    # one lab (dlc run, run_lab in a notebook) does not pay for importing all nineteen.
+    name = lab_id.replace("-", "_")
+    if name in LAB_MODULES:
+        lab = importlib.import_module(f"dlconcepts.labs.{name}").LAB
+        if lab.id == lab_id:
+            return lab
     labs = all_labs()
     if lab_id not in labs:
         raise UserError(f"unknown lab '{lab_id}'{did_you_mean(lab_id, labs)}; available: {', '.join(labs)}, all")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy import stats
 
 from dlconcepts.losses import js_divergence
 
@@ -102,6 +101,8 @@ def wilson_interval(successes: int, n: int, level: float = 0.95) -> tuple[float,
         raise ValueError(f"need 0 <= successes <= n and n >= 1; got {successes} of {n}")
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1); got {level}")
+    from scipy import stats  # on first use: importing scipy.stats costs ~0.7 s, and most runs never test
+
     ci = stats.binomtest(successes, n).proportion_ci(confidence_level=level, method="wilson")
     return float(ci.low), float(ci.high)
 
@@ -123,6 +124,8 @@ def mcnemar_exact(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[int, in
     c = int(np.sum(~correct_a & correct_b))
     if b + c == 0:
         return b, c, 1.0
+    from scipy import stats
+
     return b, c, float(stats.binomtest(b, b + c, 0.5).pvalue)
 
 
