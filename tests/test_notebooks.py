@@ -35,6 +35,10 @@ def execute(nb: nbformat.NotebookNode, cwd: Path) -> nbformat.NotebookNode:
     down when the notebook ends or fails, and a cell that runs past CELL_TIMEOUT_S fails it."""
     env = {k: v for k, v in os.environ.items() if k != "MPLBACKEND"}  # the kernel sets its inline backend
     env["DLC_QUICK"] = "1"
+    # Kernels run side by side, one per core (executed_notebooks): each gets one thread for torch and for
+    # the BLAS under NumPy and scikit-learn, or two kernels' threads fight over the cores (the gait lab's
+    # logistic baselines ran 4-7x slower so).
+    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                             resources={"metadata": {"path": str(cwd)}})
     client.execute(env=env)
