@@ -1,0 +1,72 @@
+"""Data parallel training on torch.distributed: N real processes under torchrun (gloo, CPU) against one."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlconcepts import distributed
+from tests.train.ddp_worker import train_small_classifier
+
+WORKER = Path(__file__).with_name("ddp_worker.py")
+TIMEOUT_S = 180
+
+
+def torchrun(nproc: int, *args: str, timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc-per-node N ARGS`, in its own process group, killed whole (agent and
+    workers, by that group's id) when it outlives `timeout`."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail(f"torchrun did not finish within {timeout} s: {' '.join(cmd)}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def test_two_processes_take_the_steps_one_process_takes(tmp_path):
+    out = tmp_path / "ddp.pt"
+    done = torchrun(2, str(WORKER), str(out))
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = torch.load(out, weights_only=True)
+    one = train_small_classifier(distributed.SINGLE)
+    assert two["world_size"] == 2 and two["steps"] == one["steps"] >= 50
+    for name, weight in one["state"].items():
+        rel = ((two["state"][name] - weight).abs().max() / weight.abs().max()).item()
+        assert rel <= 1e-10, (name, rel)
+    for a, b in zip(one["epochs"], two["epochs"]):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-10)
+        assert a["train_accuracy"] == b["train_accuracy"]  # every row counted once, on whichever rank
+        assert a["valid_loss"] == pytest.approx(b["valid_loss"], rel=1e-10)
+
+
+def test_each_rank_takes_its_share_of_a_global_batch():
+    batch = torch.tensor([7, 3, 9, 1, 4])
+    shares = [distributed.rows_of_rank(batch, distributed.Group(rank=r, world_size=2)).tolist() for r in (0, 1)]
+    assert shares == [[7, 9, 4], [3, 1]]
+    assert distributed.rows_of_rank(batch, distributed.SINGLE) is batch
+
+
+@pytest.mark.parametrize("n, world", [(10, 3), (3, 4), (12, 4), (1, 1)])
+def test_the_slices_of_a_study_cover_every_model_once(n, world):
+    slices = [distributed.slice_of_rank(n, distributed.Group(rank=r, world_size=world)) for r in range(world)]
+    covered = [i for s in slices for i in range(n)[s]]
+    assert covered == list(range(n))
+    sizes = [len(range(n)[s]) for s in slices]
+    assert max(sizes) - min(sizes) <= 1
+
+
+def test_a_process_alone_is_a_group_of_one(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    group = distributed.join(torch.device("cpu"))
+    assert group == distributed.SINGLE and group.is_main and not group.distributed
+    assert distributed.backend_for(torch.device("cpu")) == "gloo"
+    assert distributed.backend_for(torch.device("cuda", 0)) == "nccl"
