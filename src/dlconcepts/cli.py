@@ -61,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--mnist", metavar="DIR", help="a folder with MNIST's four IDX files (cnn-digits, autoencoder, "
                      "vae, gan); the same as --set mnist=DIR")
     run.add_argument("--quiet", action="store_true", help="no progress bars and no log on the terminal")
+    run.add_argument("--nproc", type=int, default=1, metavar="N",
+                     help="train data parallel in N processes on this machine (torch.distributed.run; gloo on "
+                     "the CPU, NCCL on GPUs); the same as torchrun --nproc-per-node N -m dlconcepts run ...")
 
     show = sub.add_parser("config", help="show a lab's config keys, their defaults, limits and meaning")
     show.add_argument("lab", help="lab id")
@@ -234,7 +237,8 @@ def _file_values(path: str | None, lab_id: str, lab_ids: Sequence[str]) -> dict[
     return section if isinstance(section, dict) else values
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from dlconcepts import distributed
     from dlconcepts.config import parse_set_pairs
     from dlconcepts.labs import all_labs, get_lab
     from dlconcepts.labs.runner import RunSettings, resolve_config, run_all, run_lab
@@ -252,9 +256,43 @@ def _run(args: argparse.Namespace) -> int:
         return 1 if failed else 0
     lab = get_lab(args.lab)
     config = resolve_config(lab, args.quick, _file_values(args.config, lab.id, []), pairs)
+    if args.nproc != 1:
+        return _launch_processes(args, lab, argv)
     run, _ = run_lab(lab, config, settings)
-    print(f"report: {run.path / 'report.md'}")
+    if distributed.rank_from_environment() == 0:  # under torchrun the other ranks wrote nothing to point at
+        print(f"report: {run.path / 'report.md'}")
     return 0
+
+
+def _launch_processes(args: argparse.Namespace, lab: Any, argv: Sequence[str]) -> int:
+    """`dlc run LAB --nproc N`: everything was checked here, once; now N processes run the same command."""
+    from dlconcepts import distributed
+    from dlconcepts.labs import all_labs
+
+    if args.nproc < 1:
+        raise UserError(f"--nproc {args.nproc} is impossible; give 1 or more processes")
+    if not lab.data_parallel:
+        takers = [i for i, other in all_labs().items() if other.data_parallel]
+        raise UserError(f"lab '{lab.id}' does not train data parallel; run it without --nproc "
+                        f"(the labs that do: {', '.join(takers)})")
+    if distributed.launched_by_torchrun():
+        raise UserError("--nproc inside a torchrun job: give the processes to torchrun (--nproc-per-node) only")
+    failure = distributed.launch(args.nproc, _argv_without_nproc(argv))
+    if failure is not None:
+        raise UserError(failure)
+    return 0
+
+
+def _argv_without_nproc(argv: Sequence[str]) -> list[str]:
+    out, skip = [], False
+    for token in argv:
+        if skip:
+            skip = False
+        elif token == "--nproc":
+            skip = True
+        elif not token.startswith("--nproc="):
+            out.append(token)
+    return out
 
 
 def _shorthand_pairs(args: argparse.Namespace) -> list[tuple[str, str]]:
@@ -328,7 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(_config_help(args.lab), end="")
             return 0
         if args.command == "run":
-            return _run(args)
+            return _run(args, list(sys.argv[1:] if argv is None else argv))
         if args.command == "explain":
             return _explain_conv(args) if args.topic == "conv" else _explain_matrix(args)
         if args.command == "train":
@@ -340,7 +378,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     except UserError as exc:
-        print(f"dlc: error: {exc}", file=sys.stderr)
+        from dlconcepts import distributed
+
+        if not distributed.report_error_for_launcher(str(exc)):  # under --nproc the launcher says it once
+            print(f"dlc: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("dlc: interrupted; files already written are complete (writes are atomic)", file=sys.stderr)

@@ -47,6 +47,11 @@ def launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def rank_from_environment() -> int:
+    """This process's rank as torchrun set it (0 outside torchrun), readable before and after the group."""
+    return int(os.environ.get("RANK", "0")) if launched_by_torchrun() else 0
+
+
 def backend_for(device: torch.device) -> str:
     """NCCL between GPUs, gloo between CPU processes (the two backends PyTorch ships for them)."""
     return "nccl" if device.type == "cuda" else "gloo"
@@ -114,3 +119,54 @@ def gather_objects(obj: object, group: Group) -> list[object]:
     out: list[object] = [None] * group.world_size
     dist.all_gather_object(out, obj)
     return out
+
+
+# -- `dlc run LAB --nproc N`: torch.distributed.run, launched from the CLI -----------------------------
+
+# Where the workers of a `dlc run --nproc` job leave the one line of a mistake (one file per rank): the
+# launcher prints the lowest rank's line once, instead of N copies and torchrun's report of failed children.
+ERROR_DIR_VARIABLE = "DLC_ERROR_DIR"
+
+
+def report_error_for_launcher(message: str) -> bool:
+    """Under `dlc run --nproc`, leave `message` for the launcher and return True; otherwise False."""
+    folder = os.environ.get(ERROR_DIR_VARIABLE)
+    if not folder or not launched_by_torchrun():
+        return False
+    with open(os.path.join(folder, f"rank-{rank_from_environment():05d}"), "w", encoding="utf-8") as fh:
+        fh.write(message)
+    return True
+
+
+def launch(nproc: int, module_args: list[str]) -> str | None:
+    """Run `python -m dlconcepts MODULE_ARGS` in `nproc` processes on this machine with
+    torch.distributed.run (a standalone c10d rendezvous on a free port). Returns None when every
+    process succeeded, else the first failed rank's one-line message."""
+    import logging
+    import tempfile
+
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    args = parse_args(["--standalone", f"--nproc-per-node={nproc}", "--max-restarts=0", "--module", "dlconcepts",
+                       *module_args])
+    # torchrun's agent narrates its workers' lives, failures included, on loggers that each set their own
+    # level; the workers speak for themselves, and a failure is told once, below.
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("torch.distributed"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # what torchrun would set, without its warning
+    with tempfile.TemporaryDirectory(prefix="dlc-errors-") as folder:
+        os.environ[ERROR_DIR_VARIABLE] = folder
+        try:
+            run(args)
+            return None
+        except ChildFailedError as exc:
+            messages = sorted(os.listdir(folder))
+            if messages:
+                with open(os.path.join(folder, messages[0]), encoding="utf-8") as fh:
+                    return fh.read().strip()
+            rank, failure = min(exc.failures.items())
+            return f"process {rank} of {nproc} failed with exit code {failure.exitcode}; run without --nproc to see why"
+        finally:
+            os.environ.pop(ERROR_DIR_VARIABLE, None)

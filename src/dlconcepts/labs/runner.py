@@ -6,6 +6,8 @@ created, so a mistake on the command line leaves nothing behind.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,7 +16,7 @@ from typing import Any
 
 import torch
 
-from dlconcepts import __version__
+from dlconcepts import __version__, distributed
 from dlconcepts.config import resolve, to_dict
 from dlconcepts.errors import ConfigError, UserError
 from dlconcepts.labs import Lab, LabContext, Result, all_labs
@@ -44,8 +46,25 @@ def resolve_config(
 
 
 def run_lab(lab: Lab, config: Any, settings: RunSettings, run_dir: Path | None = None) -> tuple[Run, Result]:
+    """Run one lab into a run directory. Under torchrun every process runs it (the Trainer shares out the
+    batches) and only rank 0 writes the run directory; the others write into a scratch folder, removed
+    when they finish."""
     runtime = make_runtime(settings.device, settings.seed, settings.threads, settings.deterministic, lab.prefers_cpu)
-    run = Run(run_dir, quiet=settings.quiet) if run_dir else Run.create(settings.out, lab.id, quiet=settings.quiet)
+    group = distributed.join(runtime.device)
+    scratch = None if group.is_main else Path(tempfile.mkdtemp(prefix=f"dlc-rank{group.rank}-"))
+    try:
+        if scratch is not None:
+            return _run_lab(lab, config, settings, runtime, group, Run(scratch, quiet=True))
+        run = Run(run_dir, quiet=settings.quiet) if run_dir else Run.create(settings.out, lab.id, quiet=settings.quiet)
+        return _run_lab(lab, config, settings, runtime, group, run)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+        distributed.leave(group)
+
+
+def _run_lab(lab: Lab, config: Any, settings: RunSettings, runtime: Any, group: distributed.Group,
+             run: Run) -> tuple[Run, Result]:
     config_dict = to_dict(config)
     run.write_json(
         "config.json",
@@ -53,7 +72,7 @@ def run_lab(lab: Lab, config: Any, settings: RunSettings, run_dir: Path | None =
             "lab": lab.id,
             "quick": settings.quick,
             "config": config_dict,
-            "runtime": runtime.as_dict(),
+            "runtime": {**runtime.as_dict(), "processes": group.world_size, "backend": group.backend or None},
             "seeds": {"python": runtime.seed, "numpy": runtime.seed, "torch": runtime.seed},
             "versions": {"dlconcepts": __version__, "torch": torch.__version__},
         },
@@ -62,7 +81,8 @@ def run_lab(lab: Lab, config: Any, settings: RunSettings, run_dir: Path | None =
     for step, what in lab.three_steps(config):
         run.log(f"  {step}: {what}")
     threads = f"{runtime.threads} thread{'s' if runtime.threads != 1 else ''}"
-    run.log(f"  device: {runtime.device_name} ({runtime.device_note}); seed {runtime.seed}; {threads}")
+    processes = f"; {group.world_size} processes ({group.backend}), data parallel" if group.distributed else ""
+    run.log(f"  device: {runtime.device_name} ({runtime.device_note}); seed {runtime.seed}; {threads}{processes}")
     ctx = LabContext(run=run, runtime=runtime, quick=settings.quick, progress=not settings.quiet)
     start = time.perf_counter()
     try:

@@ -16,7 +16,7 @@ Under `torchrun` (a process group joined, see `dlconcepts.distributed`) the same
 parallel: the model is wrapped in DistributedDataParallel, every rank draws the same permutation and
 takes its share of each global batch, and each rank's loss is weighted so that DDP's average of the
 gradients is the gradient of the global batch's mean loss. N processes with batches of B take the
-steps one process takes with batches of B (tests/train/test_distributed.py: equal to 1e-10 in float64).
+steps one process takes with batches of B (tests/test_distributed.py: equal to 1e-10 in float64).
 """
 
 from __future__ import annotations
@@ -170,7 +170,8 @@ class Trainer:
         if self.group.distributed:
             from torch.nn.parallel import DistributedDataParallel
 
-            ids = [self.device.index] if self.device.type == "cuda" else None
+            # On CUDA each rank drives the GPU `distributed.join` made current (its LOCAL_RANK).
+            ids = [torch.cuda.current_device()] if self.device.type == "cuda" else None
             self.forward_module = DistributedDataParallel(self.model, device_ids=ids)
         self.loss_fn = loss_fn
         if isinstance(optimizer, str):

@@ -1,7 +1,7 @@
 """A small float64 classifier trained by `Trainer` with mini-batches: run in-process by the tests, and as
 the script of `torchrun --nproc-per-node N` (`python ddp_worker.py OUT.pt`), where rank 0 saves the result.
 
-Not a test module itself; tests/train/test_distributed.py compares the two.
+Not a test module itself; tests/test_distributed.py compares the two.
 """
 
 from __future__ import annotations

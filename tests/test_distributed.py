@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from dlconcepts import distributed
-from tests.train.ddp_worker import train_small_classifier
+from tests.ddp_worker import train_small_classifier
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 TIMEOUT_S = 180
@@ -70,3 +70,56 @@ def test_a_process_alone_is_a_group_of_one(monkeypatch):
     assert group == distributed.SINGLE and group.is_main and not group.distributed
     assert distributed.backend_for(torch.device("cpu")) == "gloo"
     assert distributed.backend_for(torch.device("cuda", 0)) == "nccl"
+
+
+def dlc(*args: str, timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess:
+    """The real `dlc` in its own process group, killed whole (with any workers it launched) on timeout."""
+    cmd = [sys.executable, "-m", "dlconcepts", *args]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail(f"dlc did not finish within {timeout} s: {' '.join(cmd)}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def test_dlc_run_nproc_2_writes_one_run_directory_with_one_process_s_numbers(tmp_path):
+    import json
+
+    done = dlc("run", "mlp-classification", "--quick", "--seed", "3", "--nproc", "2", "--quiet", "--out", str(tmp_path / "two"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    (run_dir,) = (tmp_path / "two").iterdir()  # rank 1 wrote nothing there
+    assert json.loads((run_dir / "config.json").read_text())["runtime"]["processes"] == 2
+    assert "2 processes (gloo), data parallel" in (run_dir / "log.txt").read_text()
+    assert done.stdout.count("report: ") == 1
+    one = dlc("run", "mlp-classification", "--quick", "--seed", "3", "--quiet", "--out", str(tmp_path / "one"))
+    assert one.returncode == 0
+    two_metrics = json.loads((run_dir / "metrics.json").read_text())
+    one_metrics = json.loads(next((tmp_path / "one").glob("*/metrics.json")).read_text())
+    # The same steps in float32, summed in another order: the same model up to rounding.
+    assert two_metrics["epochs_run"] == one_metrics["epochs_run"]
+    assert abs(two_metrics["fresh_accuracy"] - one_metrics["fresh_accuracy"]) <= 0.01
+
+
+def test_a_failure_on_every_rank_is_one_line_and_exit_2(tmp_path):
+    # Adam with lr 1e6 sends the loss to inf on both ranks at the same step (the guard reads the global loss).
+    done = dlc("run", "mlp-regression", "--quick", "--nproc", "2", "--quiet", "--set", "lr=1e6", "--out", str(tmp_path))
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("dlc: error: the loss became inf"), done.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (("vae", "--nproc", "2"), "lab 'vae' does not train data parallel; run it without --nproc"),
+    (("mlp-regression", "--nproc", "0"), "--nproc 0 is impossible"),
+    (("mlp-regression", "--nproc", "2", "--set", "lr=-1"), "lr=-1.0 is impossible"),
+])
+def test_nproc_refusals_are_one_line_before_any_process_starts(tmp_path, capsys, args, message):
+    from dlconcepts.cli import main
+
+    assert main(["run", *args, "--quick", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert list(tmp_path.iterdir()) == []
