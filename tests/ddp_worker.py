@@ -1,5 +1,6 @@
-"""A small float64 classifier trained by `Trainer` with mini-batches: run in-process by the tests, and as
-the script of `torchrun --nproc-per-node N` (`python ddp_worker.py OUT.pt`), where rank 0 saves the result.
+"""A small float64 classifier trained by `Trainer` with mini-batches, and a small study of many models
+trained by `train_many`: run in-process by the tests, and as the script of `torchrun --nproc-per-node N`
+(`python ddp_worker.py OUT.pt [classifier|study]`), where rank 0 saves the result.
 
 Not a test module itself; tests/test_distributed.py compares the two.
 """
@@ -13,6 +14,7 @@ from torch import nn
 
 from dlconcepts import distributed
 from dlconcepts.train import Trainer, accuracy
+from dlconcepts.train.many_models import ManySettings, StackedMLP, seeded_models, train_many
 
 # 80 training rows in batches of 15: 6 steps an epoch, 60 in all; two ranks split 15 rows 8 + 7 and the last 5 as 3 + 2
 ROWS, BATCH, EPOCHS = 100, 15, 10
@@ -31,9 +33,27 @@ def train_small_classifier(group: distributed.Group) -> dict:
             "steps": trainer.steps}
 
 
+STUDY_MODELS = 7  # 4 on rank 0, 3 on rank 1
+
+
+def train_small_study(group: distributed.Group) -> dict:
+    """Seven MLPs, each on its own noisy rows, early-stopped on its own validation rows."""
+    gen = torch.Generator().manual_seed(3)
+    X = torch.randn(STUDY_MODELS, 40, 1, generator=gen, dtype=torch.float64)
+    y = torch.sin(3 * X) + 0.3 * torch.randn(STUDY_MODELS, 40, 1, generator=gen, dtype=torch.float64)
+    stack = StackedMLP.from_models(seeded_models((1, 16, 8, 1), range(10, 10 + STUDY_MODELS)))
+    settings = ManySettings(epochs=150, lr=0.01, patience=20)
+    result = train_many(stack, X[:, :30], y[:, :30], settings, valid=(X[:, 30:], y[:, 30:]), dtype=torch.float64,
+                        group=group)
+    return {"state": {k: v.clone() for k, v in result.model.state_dict().items()},
+            "train_loss": torch.as_tensor(result.train_loss), "epochs_used": torch.as_tensor(result.epochs_used),
+            "best_epoch": torch.as_tensor(result.best_epoch)}
+
+
 if __name__ == "__main__":
     group = distributed.join(torch.device("cpu"))
-    result = train_small_classifier(group)
+    what = sys.argv[2] if len(sys.argv) > 2 else "classifier"
+    result = train_small_study(group) if what == "study" else train_small_classifier(group)
     if group.is_main:
         torch.save({**result, "world_size": group.world_size}, sys.argv[1])
     distributed.leave(group)

@@ -92,7 +92,7 @@ def test_dlc_run_nproc_2_writes_one_run_directory_with_one_process_s_numbers(tmp
     assert done.returncode == 0, done.stderr[-3000:]
     (run_dir,) = (tmp_path / "two").iterdir()  # rank 1 wrote nothing there
     assert json.loads((run_dir / "config.json").read_text())["runtime"]["processes"] == 2
-    assert "2 processes (gloo), data parallel" in (run_dir / "log.txt").read_text()
+    assert "2 processes (gloo)" in (run_dir / "log.txt").read_text()
     assert done.stdout.count("report: ") == 1
     one = dlc("run", "mlp-classification", "--quick", "--seed", "3", "--quiet", "--out", str(tmp_path / "one"))
     assert one.returncode == 0
@@ -112,7 +112,7 @@ def test_a_failure_on_every_rank_is_one_line_and_exit_2(tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (("vae", "--nproc", "2"), "lab 'vae' does not train data parallel; run it without --nproc"),
+    (("vae", "--nproc", "2"), "lab 'vae' does not train in several processes yet; run it without --nproc"),
     (("mlp-regression", "--nproc", "0"), "--nproc 0 is impossible"),
     (("mlp-regression", "--nproc", "2", "--set", "lr=-1"), "lr=-1.0 is impossible"),
 ])
@@ -123,3 +123,21 @@ def test_nproc_refusals_are_one_line_before_any_process_starts(tmp_path, capsys,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_study_shared_out_over_two_processes_equals_the_one_process_study(tmp_path):
+    from tests.ddp_worker import train_small_study
+
+    out = tmp_path / "study.pt"
+    done = torchrun(2, str(WORKER), str(out), "study")
+    assert done.returncode == 0, done.stderr[-3000:]
+    two = torch.load(out, weights_only=True)
+    one = train_small_study(distributed.SINGLE)
+    # Model by model: the same stopping epochs, the same losses to 1e-12, the same weights.
+    assert torch.equal(two["epochs_used"], one["epochs_used"]) and torch.equal(two["best_epoch"], one["best_epoch"])
+    assert len(set(one["epochs_used"].tolist())) > 1  # the models stopped at different epochs
+    finite = ~torch.isnan(one["train_loss"])
+    assert torch.equal(finite, ~torch.isnan(two["train_loss"]))
+    assert torch.allclose(two["train_loss"][finite], one["train_loss"][finite], rtol=1e-12, atol=0)
+    for name, weight in one["state"].items():
+        assert torch.allclose(two["state"][name], weight, rtol=1e-12, atol=1e-14), name

@@ -62,8 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "vae, gan); the same as --set mnist=DIR")
     run.add_argument("--quiet", action="store_true", help="no progress bars and no log on the terminal")
     run.add_argument("--nproc", type=int, default=1, metavar="N",
-                     help="train data parallel in N processes on this machine (torch.distributed.run; gloo on "
-                     "the CPU, NCCL on GPUs); the same as torchrun --nproc-per-node N -m dlconcepts run ...")
+                     help="train in N processes on this machine (torch.distributed.run; gloo on the CPU, NCCL on "
+                     "GPUs): each a share of every batch, or of a study's models; the same as "
+                     "torchrun --nproc-per-node N -m dlconcepts run ...")
 
     show = sub.add_parser("config", help="show a lab's config keys, their defaults, limits and meaning")
     show.add_argument("lab", help="lab id")
@@ -271,9 +272,9 @@ def _launch_processes(args: argparse.Namespace, lab: Any, argv: Sequence[str]) -
 
     if args.nproc < 1:
         raise UserError(f"--nproc {args.nproc} is impossible; give 1 or more processes")
-    if not lab.data_parallel:
-        takers = [i for i, other in all_labs().items() if other.data_parallel]
-        raise UserError(f"lab '{lab.id}' does not train data parallel; run it without --nproc "
+    if not lab.multiprocess:
+        takers = [i for i, other in all_labs().items() if other.multiprocess]
+        raise UserError(f"lab '{lab.id}' does not train in several processes yet; run it without --nproc "
                         f"(the labs that do: {', '.join(takers)})")
     if distributed.launched_by_torchrun():
         raise UserError("--nproc inside a torchrun job: give the processes to torchrun (--nproc-per-node) only")

@@ -267,5 +267,5 @@ LAB = Lab(
     quick={"epochs": 3, "mnist_epochs": 1, "linear_epochs": 2, "pca_max_components": 8},
     prefers_cpu="the digits' autoencoder is too small to gain from a GPU (MNIST with arch=conv may: pass --device cuda)",
     path_options=("mnist",),
-    data_parallel=True,
+    multiprocess=True,
 )

@@ -38,7 +38,7 @@ class Result:
 class Lab:
     """A registry entry. `quick` overrides the config for a seconds-long run (used by tests);
     `prefers_cpu` is the reason a lab stays on the CPU under --device auto ('' = use a GPU);
-    `path_options` names the keys the --weights / --mnist flags of `dlc run` may set; `data_parallel` says
+    `path_options` names the keys the --weights / --mnist flags of `dlc run` may set; `multiprocess` says
     whether `dlc run --nproc N` may run it."""
 
     id: str
@@ -55,9 +55,10 @@ class Lab:
     # Config keys that `dlc run --weights FILE` / `--mnist DIR` set: a key of that name means a file here
     # (elsewhere `weights` may be the slides' weights or a mixture's).
     path_options: tuple[str, ...] = ()
-    # True where the lab's training runs through `Trainer` (no BatchNorm yet) and so trains data parallel
-    # under torchrun / `dlc run --nproc N`; other labs refuse --nproc rather than repeat their work N times.
-    data_parallel: bool = False
+    # True where the lab trains through `Trainer` (data parallel: each process a share of every batch; no
+    # BatchNorm yet) or `train_many` (each process a share of the models), and so gains from torchrun /
+    # `dlc run --nproc N`; other labs refuse --nproc rather than repeat their work N times.
+    multiprocess: bool = False
 
     def three_steps(self, config: Any = None) -> list[tuple[str, str]]:
         """The three steps in words, filled in from `config` (the defaults when None).

@@ -150,5 +150,5 @@ LAB = Lab(
     run=run,
     quick={"epochs": 5, "bayes_samples": 20_000, "fresh_samples": 20_000},
     prefers_cpu="a 2→30→15→2 MLP on mini-batches of 5 is too small to gain from a GPU",
-    data_parallel=True,
+    multiprocess=True,
 )

@@ -168,5 +168,5 @@ LAB = Lab(
     run=run,
     quick={"epochs": 300},
     prefers_cpu="a 1→30→15→1 MLP on 60 rows is too small to gain from a GPU",
-    data_parallel=True,
+    multiprocess=True,
 )

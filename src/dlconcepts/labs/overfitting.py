@@ -192,5 +192,5 @@ LAB = Lab(
     run=run,
     quick={"epochs": 200},
     prefers_cpu="a 1→100→50→1 MLP on 20 points is too small to gain from a GPU",
-    data_parallel=True,
+    multiprocess=True,
 )

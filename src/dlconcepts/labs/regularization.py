@@ -461,4 +461,5 @@ LAB = Lab(
     run=run,
     quick={"seeds": 4, "epochs": 40, "patience": 10},
     prefers_cpu="",
+    multiprocess=True,
 )

@@ -81,7 +81,7 @@ def _run_lab(lab: Lab, config: Any, settings: RunSettings, runtime: Any, group: 
     for step, what in lab.three_steps(config):
         run.log(f"  {step}: {what}")
     threads = f"{runtime.threads} thread{'s' if runtime.threads != 1 else ''}"
-    processes = f"; {group.world_size} processes ({group.backend}), data parallel" if group.distributed else ""
+    processes = f"; {group.world_size} processes ({group.backend})" if group.distributed else ""
     run.log(f"  device: {runtime.device_name} ({runtime.device_note}); seed {runtime.seed}; {threads}{processes}")
     ctx = LabContext(run=run, runtime=runtime, quick=settings.quick, progress=not settings.quiet)
     start = time.perf_counter()

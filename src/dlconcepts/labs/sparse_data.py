@@ -278,5 +278,5 @@ LAB = Lab(
     run=run,
     quick={"epochs": 150, "fewer_points": (10,), "grid_step": 50},
     prefers_cpu="a 1→30→15→1 MLP on at most 40 points is too small to gain from a GPU",
-    data_parallel=True,
+    multiprocess=True,
 )

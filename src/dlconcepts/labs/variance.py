@@ -458,4 +458,5 @@ LAB = Lab(
     run=run,
     quick={"runs": 6, "epochs": 20, "reused_runs": 3, "cls_runs": 6, "cls_epochs": 20, "bayes_samples": 20_000},
     prefers_cpu="",
+    multiprocess=True,
 )

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dlconcepts import distributed
 from dlconcepts.nets.mlp import ACTIVATIONS
 
 LOSSES = ("mse", "cross_entropy")
@@ -635,6 +636,7 @@ def train_many(
     progress: bool = False,
     rows: RowMasks | None = None,
     l2: Sequence[float] | np.ndarray | None = None,
+    group: distributed.Group | None = None,
 ) -> ManyResult:
     """Train the R models of `initial` at once (a trained copy is returned; `initial` is left as it was),
     full batch, each on its own rows: X (R, n, d) or shared (n, d).
@@ -646,7 +648,15 @@ def train_many(
     `rows` (a shared table only) gives each model its own training and validation rows of that one
     table, in place of `valid`; `l2` gives each model its own L2 strength on its weights (not biases),
     on top of `settings.weight_decay`. Both are what a cross-validated search over weight decays needs.
+
+    Under torchrun (`group`, by default the one this process joined) the R models are shared out: each
+    rank trains its slice of them, and every rank gets all R back, in order, as one process would. A
+    stack with dropout is not: its masks are drawn for the whole stack at once, so a slice would draw
+    other masks than one process (and two ranks' slices the same ones); every rank trains it whole.
     """
+    group = group if group is not None else distributed.current()
+    if group.distributed and not any(initial.dropout_rates):
+        return _train_slice_and_gather(initial, X, y, settings, valid, device, dtype, progress, rows, l2, group)
     device = torch.device(device)
     stack = initial
     R = stack.n_models
@@ -688,6 +698,35 @@ def train_many(
             outcome = _train_chunk(model, Xc, yc, Xv, yv, l2c, settings, progress, desc)
         pieces.append((model.cpu(), *outcome))
     return _join(pieces, stack)
+
+
+def _train_slice_and_gather(initial: StackedMLP, X, y, settings: ManySettings, valid, device, dtype, progress: bool,
+                            rows: RowMasks | None, l2, group: distributed.Group) -> ManyResult:
+    """This rank's contiguous slice of the models, trained alone; then every rank's, gathered in rank
+    order. A model's training never reads another model's numbers, so where it is trained changes nothing
+    but the rounding of the stacked products."""
+    mine = distributed.slice_of_rank(initial.n_models, group)
+    local = None
+    if mine.stop > mine.start:
+        device = torch.device(device)
+
+        def part(data, target: bool):
+            return None if data is None else _as_stack(data, mine, dtype, device, target)
+
+        local = train_many(
+            initial.select(mine), part(X, False), part(y, True), settings,
+            valid=None if valid is None else (part(valid[0], False), part(valid[1], True)), device=device,
+            dtype=dtype, progress=progress and group.is_main,
+            rows=None if rows is None else RowMasks(np.asarray(rows.train)[mine],
+                                                     None if rows.valid is None else np.asarray(rows.valid)[mine]),
+            l2=None if l2 is None else np.asarray(l2)[mine], group=distributed.SINGLE,
+        )
+        local.model = local.model.cpu()
+    parts = [r for r in distributed.gather_objects(local, group) if r is not None]
+    pieces = [(r.model, r.train_loss, r.valid_loss, r.epochs_used, r.best_epoch, r.diverged_at) for r in parts]
+    joined = _join(pieces, initial)
+    joined.chunks = sum(r.chunks for r in parts)
+    return joined
 
 
 def _join(pieces, like: StackedMLP) -> ManyResult:
