@@ -1,6 +1,6 @@
 """A small float64 classifier trained by `Trainer` with mini-batches, and a small study of many models
 trained by `train_many`: run in-process by the tests, and as the script of `torchrun --nproc-per-node N`
-(`python ddp_worker.py OUT.pt [classifier|study]`), where rank 0 saves the result.
+(`python ddp_worker.py OUT.pt [classifier|batchnorm|study]`), where rank 0 saves the result.
 
 Not a test module itself; tests/test_distributed.py compares the two.
 """
@@ -33,6 +33,22 @@ def train_small_classifier(group: distributed.Group) -> dict:
             "steps": trainer.steps}
 
 
+def train_small_batchnorm_net(group: distributed.Group) -> dict:
+    """The classifier's task with a BatchNorm layer: its statistics must be the global batch's."""
+    gen = torch.Generator().manual_seed(4)
+    X = 3 * torch.randn(ROWS, 4, generator=gen, dtype=torch.float64) + 1
+    y = (X[:, 0] * X[:, 1] > 1).long()
+    torch.manual_seed(5)
+    # No bias before BatchNorm: its gradient is exactly 0 in theory, so Adam would move it by rounding
+    # noise alone (lr · noise/|noise|), which no two summation orders share.
+    model = nn.Sequential(nn.Linear(4, 16, bias=False), nn.BatchNorm1d(16), nn.ReLU(), nn.Linear(16, 2))
+    trainer = Trainer(model, nn.CrossEntropyLoss(), "adam", lr=0.01, batch_size=BATCH, dtype=torch.float64,
+                      seed=6, group=group)
+    history = trainer.fit(X[:80], y[:80], EPOCHS, valid=(X[80:], y[80:]))
+    return {"state": {k: v.clone() for k, v in model.state_dict().items()}, "epochs": history.epochs,
+            "steps": trainer.steps}
+
+
 STUDY_MODELS = 7  # 4 on rank 0, 3 on rank 1
 
 
@@ -53,7 +69,8 @@ def train_small_study(group: distributed.Group) -> dict:
 if __name__ == "__main__":
     group = distributed.join(torch.device("cpu"))
     what = sys.argv[2] if len(sys.argv) > 2 else "classifier"
-    result = train_small_study(group) if what == "study" else train_small_classifier(group)
+    trainings = {"study": train_small_study, "batchnorm": train_small_batchnorm_net, "classifier": train_small_classifier}
+    result = trainings[what](group)
     if group.is_main:
         torch.save({**result, "world_size": group.world_size}, sys.argv[1])
     distributed.leave(group)

@@ -32,10 +32,16 @@ def torchrun(nproc: int, *args: str, timeout: float = TIMEOUT_S) -> subprocess.C
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
+def failure(done: subprocess.CompletedProcess) -> str:
+    """What the workers said: the first lines (their tracebacks) and the last (torchrun's summary)."""
+    err = done.stderr
+    return err if len(err) < 8000 else err[:5000] + "\n...\n" + err[-3000:]
+
+
 def test_two_processes_take_the_steps_one_process_takes(tmp_path):
     out = tmp_path / "ddp.pt"
     done = torchrun(2, str(WORKER), str(out))
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, failure(done)
     two = torch.load(out, weights_only=True)
     one = train_small_classifier(distributed.SINGLE)
     assert two["world_size"] == 2 and two["steps"] == one["steps"] >= 50
@@ -89,7 +95,7 @@ def test_dlc_run_nproc_2_writes_one_run_directory_with_one_process_s_numbers(tmp
     import json
 
     done = dlc("run", "mlp-classification", "--quick", "--seed", "3", "--nproc", "2", "--quiet", "--out", str(tmp_path / "two"))
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, failure(done)
     (run_dir,) = (tmp_path / "two").iterdir()  # rank 1 wrote nothing there
     assert json.loads((run_dir / "config.json").read_text())["runtime"]["processes"] == 2
     assert "2 processes (gloo)" in (run_dir / "log.txt").read_text()
@@ -130,7 +136,7 @@ def test_a_study_shared_out_over_two_processes_equals_the_one_process_study(tmp_
 
     out = tmp_path / "study.pt"
     done = torchrun(2, str(WORKER), str(out), "study")
-    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.returncode == 0, failure(done)
     two = torch.load(out, weights_only=True)
     one = train_small_study(distributed.SINGLE)
     # Model by model: the same stopping epochs, the same losses to 1e-12, the same weights.
@@ -141,3 +147,36 @@ def test_a_study_shared_out_over_two_processes_equals_the_one_process_study(tmp_
     assert torch.allclose(two["train_loss"][finite], one["train_loss"][finite], rtol=1e-12, atol=0)
     for name, weight in one["state"].items():
         assert torch.allclose(two["state"][name], weight, rtol=1e-12, atol=1e-14), name
+
+
+def test_batchnorm_over_two_processes_normalizes_with_the_global_batch(tmp_path):
+    from tests.ddp_worker import train_small_batchnorm_net
+
+    out = tmp_path / "bn.pt"
+    done = torchrun(2, str(WORKER), str(out), "batchnorm")
+    assert done.returncode == 0, failure(done)
+    two = torch.load(out, weights_only=True)
+    one = train_small_batchnorm_net(distributed.SINGLE)
+    assert two["steps"] == one["steps"] >= 50
+    for name, value in one["state"].items():  # weights, and BatchNorm's running mean, variance and count
+        if value.is_floating_point():
+            rel = ((two["state"][name] - value).abs().max() / value.abs().max()).item()
+            assert rel <= 1e-10, (name, rel)
+        else:
+            assert torch.equal(two["state"][name], value), name
+    for a, b in zip(one["epochs"], two["epochs"]):
+        assert a["valid_loss"] == pytest.approx(b["valid_loss"], rel=1e-10)
+
+
+def test_synchronized_batchnorm_keeps_the_layers_own_tensors():
+    from torch import nn
+
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Sequential(nn.BatchNorm1d(4)))
+    before = {name: t for name, t in [*model.named_parameters(), *model.named_buffers()]}
+    synced = distributed.with_synchronized_batchnorm(model, torch.device("cpu"))
+    assert isinstance(synced[1], distributed.SyncBatchNorm) and isinstance(synced[2][0], distributed.SyncBatchNorm)
+    after = {name: t for name, t in [*synced.named_parameters(), *synced.named_buffers()]}
+    assert after.keys() == before.keys() and all(after[k] is before[k] for k in before)
+    x = torch.randn(6, 3)
+    model.eval()
+    assert torch.equal(synced(x), synced(x))  # a group of one / eval mode: plain BatchNorm

@@ -73,8 +73,14 @@ def join(device: torch.device, timeout: datetime.timedelta = DEFAULT_TIMEOUT) ->
                  backend=dist.get_backend())
 
 
-def leave(group: Group) -> None:
+def leave(group: Group, wait_for_peers: bool = True) -> None:
+    """Tear the group down. After a finished run every rank first waits for the others: a rank that
+    destroyed its gloo group while a peer was still in its last collective died of SIGABRT at exit
+    ("terminate called without an active exception"; 2 runs in 7 here). After a failure it does not
+    wait, since the peers may be blocked in a collective this rank will never join."""
     if group.distributed and dist.is_initialized():
+        if wait_for_peers:
+            dist.barrier()
         dist.destroy_process_group()
 
 
@@ -119,6 +125,69 @@ def gather_objects(obj: object, group: Group) -> list[object]:
     out: list[object] = [None] * group.world_size
     dist.all_gather_object(out, obj)
     return out
+
+
+# -- BatchNorm over the global batch ------------------------------------------------------------------
+
+class SyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
+    """BatchNorm whose training statistics are those of the global batch, on any device.
+
+    torch's own `nn.SyncBatchNorm` runs only on GPUs; this one sums each channel's count, sum and sum of
+    squares over the ranks with the autograd-aware `all_reduce` of `torch.distributed.nn`, so N
+    processes normalize (and backpropagate) exactly as one process with the whole batch would, and keep
+    the same running statistics. In eval mode, or in a group of one, it is plain BatchNorm.
+    """
+
+    def _check_input_dim(self, input: torch.Tensor) -> None:
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2-D input (batch, channels, ...); got {input.dim()}-D")
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        self._check_input_dim(input)
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(input)
+        from torch.distributed.nn.functional import all_reduce
+
+        dims = [d for d in range(input.dim()) if d != 1]
+        count = torch.tensor(float(input.numel() // input.shape[1]), dtype=input.dtype, device=input.device)
+        stats = torch.cat([count.reshape(1), input.sum(dims), (input * input).sum(dims)])
+        stats = all_reduce(stats)  # the sum over ranks; its backward sends each rank its share of the gradient
+        channels = input.shape[1]
+        n, total, squares = stats[0], stats[1:1 + channels], stats[1 + channels:]
+        mean = total / n
+        var = squares / n - mean * mean  # biased, as BatchNorm normalizes with
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked += 1
+                momentum = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                self.running_mean.mul_(1 - momentum).add_(mean.detach(), alpha=momentum)
+                self.running_var.mul_(1 - momentum).add_((var * n / (n - 1)).detach(), alpha=momentum)
+        shape = [1, channels] + [1] * (input.dim() - 2)
+        out = (input - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + self.eps)
+        if self.affine:
+            out = out * self.weight.reshape(shape) + self.bias.reshape(shape)
+        return out
+
+
+def with_synchronized_batchnorm(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """`module` with every BatchNorm layer synchronized over the ranks: torch's `nn.SyncBatchNorm` on CUDA,
+    ours elsewhere. The new layers hold the very same parameter and buffer tensors, so an optimizer
+    made over the model's parameters before still updates them."""
+    if device.type == "cuda":
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    if isinstance(module, torch.nn.modules.batchnorm._BatchNorm) and not isinstance(module, SyncBatchNorm):
+        synced = SyncBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                               module.track_running_stats)
+        if module.affine:
+            synced.weight, synced.bias = module.weight, module.bias
+        if module.track_running_stats:
+            synced.running_mean, synced.running_var = module.running_mean, module.running_var
+            synced.num_batches_tracked = module.num_batches_tracked
+        synced.train(module.training)
+        return synced
+    for name, child in module.named_children():
+        module.add_module(name, with_synchronized_batchnorm(child, device))
+    return module
 
 
 # -- `dlc run LAB --nproc N`: torch.distributed.run, launched from the CLI -----------------------------

@@ -55,9 +55,9 @@ class Lab:
     # Config keys that `dlc run --weights FILE` / `--mnist DIR` set: a key of that name means a file here
     # (elsewhere `weights` may be the slides' weights or a mixture's).
     path_options: tuple[str, ...] = ()
-    # True where the lab trains through `Trainer` (data parallel: each process a share of every batch; no
-    # BatchNorm yet) or `train_many` (each process a share of the models), and so gains from torchrun /
-    # `dlc run --nproc N`; other labs refuse --nproc rather than repeat their work N times.
+    # True where the lab trains through `Trainer` (data parallel: each process a share of every batch) or
+    # `train_many` (each process a share of the models), and so gains from torchrun / `dlc run --nproc N`;
+    # other labs refuse --nproc rather than repeat their work N times.
     multiprocess: bool = False
 
     def three_steps(self, config: Any = None) -> list[tuple[str, str]]:

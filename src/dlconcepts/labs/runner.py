@@ -52,15 +52,19 @@ def run_lab(lab: Lab, config: Any, settings: RunSettings, run_dir: Path | None =
     runtime = make_runtime(settings.device, settings.seed, settings.threads, settings.deterministic, lab.prefers_cpu)
     group = distributed.join(runtime.device)
     scratch = None if group.is_main else Path(tempfile.mkdtemp(prefix=f"dlc-rank{group.rank}-"))
+    finished = False
     try:
         if scratch is not None:
-            return _run_lab(lab, config, settings, runtime, group, Run(scratch, quiet=True))
-        run = Run(run_dir, quiet=settings.quiet) if run_dir else Run.create(settings.out, lab.id, quiet=settings.quiet)
-        return _run_lab(lab, config, settings, runtime, group, run)
+            outcome = _run_lab(lab, config, settings, runtime, group, Run(scratch, quiet=True))
+        else:
+            run = Run(run_dir, quiet=settings.quiet) if run_dir else Run.create(settings.out, lab.id, quiet=settings.quiet)
+            outcome = _run_lab(lab, config, settings, runtime, group, run)
+        finished = True
+        return outcome
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
-        distributed.leave(group)
+        distributed.leave(group, wait_for_peers=finished)
 
 
 def _run_lab(lab: Lab, config: Any, settings: RunSettings, runtime: Any, group: distributed.Group,

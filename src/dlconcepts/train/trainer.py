@@ -170,6 +170,9 @@ class Trainer:
         if self.group.distributed:
             from torch.nn.parallel import DistributedDataParallel
 
+            # Batch statistics of the global batch, as one process would compute them.
+            self.model = distributed.with_synchronized_batchnorm(self.model, self.device)
+
             # On CUDA each rank drives the GPU `distributed.join` made current (its LOCAL_RANK).
             ids = [torch.cuda.current_device()] if self.device.type == "cuda" else None
             self.forward_module = DistributedDataParallel(self.model, device_ids=ids)
