@@ -18,18 +18,22 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 TIMEOUT_S = 180
 
 
-def torchrun(nproc: int, *args: str, timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess:
-    """`torchrun --standalone --nproc-per-node N ARGS`, in its own process group, killed whole (agent and
-    workers, by that group's id) when it outlives `timeout`."""
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *args]
+def run_with_timeout(cmd: list[str], timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess:
+    """Run `cmd` in its own process group; when it outlives `timeout`, kill the whole group (a torchrun
+    agent and its workers) by that group's id and fail the test."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.communicate()
-        pytest.fail(f"torchrun did not finish within {timeout} s: {' '.join(cmd)}")
+        pytest.fail(f"did not finish within {timeout} s: {' '.join(cmd)}")
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def torchrun(nproc: int, *args: str) -> subprocess.CompletedProcess:
+    """`torchrun --standalone --nproc-per-node N ARGS`."""
+    return run_with_timeout([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *args])
 
 
 def failure(done: subprocess.CompletedProcess) -> str:
@@ -38,12 +42,16 @@ def failure(done: subprocess.CompletedProcess) -> str:
     return err if len(err) < 8000 else err[:5000] + "\n...\n" + err[-3000:]
 
 
-def test_two_processes_take_the_steps_one_process_takes(tmp_path):
-    out = tmp_path / "ddp.pt"
-    done = torchrun(2, str(WORKER), str(out))
+def trained_by_two_processes_and_by_one(tmp_path, what: str, train) -> tuple[dict, dict]:
+    """`train` from tests/ddp_worker.py run by two torchrun processes (rank 0's result) and by this one."""
+    out = tmp_path / f"{what}.pt"
+    done = torchrun(2, str(WORKER), str(out), what)
     assert done.returncode == 0, failure(done)
-    two = torch.load(out, weights_only=True)
-    one = train_small_classifier(distributed.SINGLE)
+    return torch.load(out, weights_only=True), train(distributed.SINGLE)
+
+
+def test_two_processes_take_the_steps_one_process_takes(tmp_path):
+    two, one = trained_by_two_processes_and_by_one(tmp_path, "classifier", train_small_classifier)
     assert two["world_size"] == 2 and two["steps"] == one["steps"] >= 50
     for name, weight in one["state"].items():
         rel = ((two["state"][name] - weight).abs().max() / weight.abs().max()).item()
@@ -78,17 +86,9 @@ def test_a_process_alone_is_a_group_of_one(monkeypatch):
     assert distributed.backend_for(torch.device("cuda", 0)) == "nccl"
 
 
-def dlc(*args: str, timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess:
-    """The real `dlc` in its own process group, killed whole (with any workers it launched) on timeout."""
-    cmd = [sys.executable, "-m", "dlconcepts", *args]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
-        pytest.fail(f"dlc did not finish within {timeout} s: {' '.join(cmd)}")
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+def dlc(*args: str) -> subprocess.CompletedProcess:
+    """The real `dlc` (with any workers it launches)."""
+    return run_with_timeout([sys.executable, "-m", "dlconcepts", *args])
 
 
 def test_dlc_run_nproc_2_writes_one_run_directory_with_one_process_s_numbers(tmp_path):
@@ -134,11 +134,7 @@ def test_nproc_refusals_are_one_line_before_any_process_starts(tmp_path, capsys,
 def test_a_study_shared_out_over_two_processes_equals_the_one_process_study(tmp_path):
     from tests.ddp_worker import train_small_study
 
-    out = tmp_path / "study.pt"
-    done = torchrun(2, str(WORKER), str(out), "study")
-    assert done.returncode == 0, failure(done)
-    two = torch.load(out, weights_only=True)
-    one = train_small_study(distributed.SINGLE)
+    two, one = trained_by_two_processes_and_by_one(tmp_path, "study", train_small_study)
     # Model by model: the same stopping epochs, the same losses to 1e-12, the same weights.
     assert torch.equal(two["epochs_used"], one["epochs_used"]) and torch.equal(two["best_epoch"], one["best_epoch"])
     assert len(set(one["epochs_used"].tolist())) > 1  # the models stopped at different epochs
@@ -152,11 +148,7 @@ def test_a_study_shared_out_over_two_processes_equals_the_one_process_study(tmp_
 def test_batchnorm_over_two_processes_normalizes_with_the_global_batch(tmp_path):
     from tests.ddp_worker import train_small_batchnorm_net
 
-    out = tmp_path / "bn.pt"
-    done = torchrun(2, str(WORKER), str(out), "batchnorm")
-    assert done.returncode == 0, failure(done)
-    two = torch.load(out, weights_only=True)
-    one = train_small_batchnorm_net(distributed.SINGLE)
+    two, one = trained_by_two_processes_and_by_one(tmp_path, "batchnorm", train_small_batchnorm_net)
     assert two["steps"] == one["steps"] >= 50
     for name, value in one["state"].items():  # weights, and BatchNorm's running mean, variance and count
         if value.is_floating_point():
