@@ -118,6 +118,7 @@ def run_lab(
     key's type. A bad lab id, key or value raises the CLI's one-line `UserError` before anything is
     written.
     """
+    from dlconcepts.config import to_dict
     from dlconcepts.labs import get_lab
     from dlconcepts.labs.runner import RunSettings, resolve_config
     from dlconcepts.labs.runner import run_lab as run_with_runner
@@ -131,12 +132,11 @@ def run_lab(
     settings = RunSettings(quick=quick, device=device, seed=seed, threads=threads, deterministic=deterministic,
                            quiet=quiet, out=str(out))
     run, result = run_with_runner(lab, resolved, settings)
-    written = json.loads((run.path / "config.json").read_text(encoding="utf-8"))
     return LabRun(
         lab_id=lab.id,
         title=lab.title,
         three_steps=lab.three_steps(resolved),
-        config=written["config"],
+        config=to_dict(resolved),
         metrics=json.loads((run.path / "metrics.json").read_text(encoding="utf-8")),
         headline=result.headline,
         findings=list(result.findings),

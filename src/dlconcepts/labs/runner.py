@@ -55,10 +55,10 @@ def run_lab(lab: Lab, config: Any, settings: RunSettings, run_dir: Path | None =
     finished = False
     try:
         if scratch is not None:
-            outcome = _run_lab(lab, config, settings, runtime, group, Run(scratch, quiet=True))
+            run = Run(scratch, quiet=True)
         else:
             run = Run(run_dir, quiet=settings.quiet) if run_dir else Run.create(settings.out, lab.id, quiet=settings.quiet)
-            outcome = _run_lab(lab, config, settings, runtime, group, run)
+        outcome = _run_lab(lab, config, settings, runtime, group, run)
         finished = True
         return outcome
     finally:
