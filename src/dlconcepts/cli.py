@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,14 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a lab into <out>/<yyyymmdd-hhmmss>-<lab>/ (config.json, metrics.json, figures/, "
         "model.pt, log.txt, report.md). 'dlc run all' runs every lab into one folder with a course index.",
     )
-    run.add_argument("lab", help="lab id (see 'dlc labs') or 'all'")
+    run.add_argument("lab", nargs="?", help="lab id (see 'dlc labs') or 'all'")
     run.add_argument("--quick", action="store_true", help="a seconds-long run with the same code paths")
     run.add_argument("--set", dest="set_pairs", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key (repeatable); 'dlc config LAB' lists the keys")
     run.add_argument("--config", metavar="FILE.toml", help="config overrides from a TOML file")
     run.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,mps}",
                      help="where to compute (default auto: cuda, then mps, then cpu)")
-    run.add_argument("--seed", type=int, default=0, help="seed for python, numpy and torch (default 0)")
+    run.add_argument("--seed", type=int, default=None, help="seed for python, numpy and torch (default 0)")
     run.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
     run.add_argument("--deterministic", action="store_true", help="use deterministic algorithms only")
     run.add_argument("--out", default="runs", help="parent folder of run directories (default runs/)")
@@ -65,6 +66,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="train in N processes on this machine (torch.distributed.run; gloo on the CPU, NCCL on "
                      "GPUs): each a share of every batch, or of a study's models; the same as "
                      "torchrun --nproc-per-node N -m dlconcepts run ...")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint, with its "
+                     "own lab, config and seed (no lab id or --set then)")
+    run.add_argument("--checkpoint-every", metavar="N|Ss", help="save a checkpoint every N epochs (PPO: updates), or "
+                     "every S seconds as in 30s (default 30s; always at the end of each training loop and on "
+                     "SIGTERM / Ctrl-C)")
+    run.add_argument("--max-restarts", type=int, default=0, metavar="K",
+                     help="with --nproc: restart the processes up to K times after a failure, each time resuming "
+                     "from the last checkpoint (torchrun's elastic restarts)")
 
     show = sub.add_parser("config", help="show a lab's config keys, their defaults, limits and meaning")
     show.add_argument("lab", help="lab id")
@@ -240,13 +249,20 @@ def _file_values(path: str | None, lab_id: str, lab_ids: Sequence[str]) -> dict[
 
 def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from dlconcepts import distributed
+    from dlconcepts.checkpoints import parse_every
     from dlconcepts.config import parse_set_pairs
     from dlconcepts.labs import all_labs, get_lab
     from dlconcepts.labs.runner import RunSettings, resolve_config, run_all, run_lab
 
+    if args.resume is not None:
+        return _resume(args, argv)
+    if args.lab is None:
+        raise UserError("give a lab id (see 'dlc labs'), 'all', or --resume RUN_DIR")
+    parse_every(args.checkpoint_every)  # refused here, before anything starts
     settings = RunSettings(
-        quick=args.quick, device=args.device, seed=args.seed, threads=args.threads,
+        quick=args.quick, device=args.device, seed=0 if args.seed is None else args.seed, threads=args.threads,
         deterministic=args.deterministic, quiet=args.quiet, out=args.out,
+        checkpoint_every=args.checkpoint_every, handle_signals=True,
     )
     pairs = _shorthand_pairs(args) + parse_set_pairs(args.set_pairs)  # an explicit --set comes later and wins
     if args.lab == "all":
@@ -265,6 +281,34 @@ def _run(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
+# What a resumed run takes from its own directory, never from the command line.
+_FIXED_BY_THE_RUN = ("quick", "set_pairs", "config", "seed", "weights", "mnist", "threads", "deterministic")
+
+
+def _resume(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """`dlc run --resume RUN_DIR [--nproc N] [--checkpoint-every ...] [--quiet]`."""
+    import dataclasses
+
+    from dlconcepts import distributed
+    from dlconcepts.checkpoints import parse_every
+    from dlconcepts.labs.runner import resume_request, run_lab
+
+    given = [name for name in _FIXED_BY_THE_RUN if getattr(args, name) not in (None, False, [])]
+    if args.lab is not None or given:
+        what = "a lab id" if args.lab is not None else "--" + given[0].replace("_pairs", "").replace("_", "-")
+        raise UserError(f"--resume continues a run with its own lab, config and seed; leave out {what}")
+    parse_every(args.checkpoint_every)
+    lab, config, settings = resume_request(args.resume)
+    if args.nproc != 1:
+        return _launch_processes(args, lab, argv)
+    settings = dataclasses.replace(settings, quiet=args.quiet, checkpoint_every=args.checkpoint_every,
+                                   handle_signals=True, device=args.device if args.device != "auto" else settings.device)
+    run, _ = run_lab(lab, config, settings, resume=Path(args.resume))
+    if distributed.rank_from_environment() == 0:
+        print(f"report: {run.path / 'report.md'}")
+    return 0
+
+
 def _launch_processes(args: argparse.Namespace, lab: Any, argv: Sequence[str]) -> int:
     """`dlc run LAB --nproc N`: everything was checked here, once; now N processes run the same command."""
     from dlconcepts import distributed
@@ -278,20 +322,24 @@ def _launch_processes(args: argparse.Namespace, lab: Any, argv: Sequence[str]) -
                         f"(the labs that do: {', '.join(takers)})")
     if distributed.launched_by_torchrun():
         raise UserError("--nproc inside a torchrun job: give the processes to torchrun (--nproc-per-node) only")
-    failure = distributed.launch(args.nproc, _argv_without_nproc(argv))
+    if args.max_restarts < 0:
+        raise UserError(f"--max-restarts {args.max_restarts} is impossible; give 0 or more")
+    failure = distributed.launch(args.nproc, _argv_without_nproc(argv), max_restarts=args.max_restarts)
     if failure is not None:
         raise UserError(failure)
     return 0
 
 
 def _argv_without_nproc(argv: Sequence[str]) -> list[str]:
+    """The command each process runs: the launcher's own options (--nproc, --max-restarts) left out."""
+    launcher_options = ("--nproc", "--max-restarts")
     out, skip = [], False
     for token in argv:
         if skip:
             skip = False
-        elif token == "--nproc":
+        elif token in launcher_options:
             skip = True
-        elif not token.startswith("--nproc="):
+        elif not token.startswith(tuple(f"{option}=" for option in launcher_options)):
             out.append(token)
     return out
 
@@ -380,7 +428,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except UserError as exc:
         from dlconcepts import distributed
+        from dlconcepts.checkpoints import RunInterrupted
 
+        if isinstance(exc, RunInterrupted):  # not a mistake: the conventional 128 + signal number
+            if distributed.rank_from_environment() == 0:
+                print(f"dlc: interrupted: {exc}", file=sys.stderr)
+            return 128 + exc.signum
         if not distributed.report_error_for_launcher(str(exc)):  # under --nproc the launcher says it once
             print(f"dlc: error: {exc}", file=sys.stderr)
         return 2

@@ -118,6 +118,23 @@ def sum_over_ranks(values: torch.Tensor, group: Group) -> torch.Tensor:
     return total
 
 
+def max_over_ranks(values: torch.Tensor, group: Group) -> torch.Tensor:
+    """The element-wise maximum of `values` over all ranks (a copy; the input is left alone)."""
+    top = values.detach().clone()
+    if group.distributed:
+        dist.all_reduce(top, op=dist.ReduceOp.MAX)
+    return top
+
+
+def broadcast_from_main(obj: object, group: Group) -> object:
+    """Rank 0's `obj` on every rank (a picklable object, e.g. a checkpoint read on rank 0's disk)."""
+    if not group.distributed:
+        return obj
+    box = [obj if group.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 def gather_objects(obj: object, group: Group) -> list[object]:
     """Every rank's `obj`, in rank order, on every rank (picklable objects, small ones: results)."""
     if not group.distributed:
@@ -207,7 +224,7 @@ def report_error_for_launcher(message: str) -> bool:
     return True
 
 
-def launch(nproc: int, module_args: list[str]) -> str | None:
+def launch(nproc: int, module_args: list[str], max_restarts: int = 0) -> str | None:
     """Run `python -m dlconcepts MODULE_ARGS` in `nproc` processes on this machine with
     torch.distributed.run (a standalone c10d rendezvous on a free port). Returns None when every
     process succeeded, else the first failed rank's one-line message."""
@@ -217,7 +234,7 @@ def launch(nproc: int, module_args: list[str]) -> str | None:
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
-    args = parse_args(["--standalone", f"--nproc-per-node={nproc}", "--max-restarts=0", "--module", "dlconcepts",
+    args = parse_args(["--standalone", f"--nproc-per-node={nproc}", f"--max-restarts={max_restarts}", "--module", "dlconcepts",
                        *module_args])
     # torchrun's agent narrates its workers' lives, failures included, on loggers that each set their own
     # level; the workers speak for themselves, and a failure is told once, below.

@@ -11,6 +11,7 @@ import io
 import json
 import math
 import os
+import socket
 import sys
 import tempfile
 import time
@@ -78,6 +79,34 @@ def atomic_torch_save(path: str | Path, obj: Any) -> Path:
     return atomic_write_bytes(path, buffer.getvalue())
 
 
+def run_status(path: str | Path) -> str:
+    """How a run directory stands: 'completed', 'failed', 'interrupted' or 'running'. A run whose metrics.json
+    says 'running' but whose process is gone (killed without a word) is 'interrupted'; a run from before
+    runs had a status, with metrics, is 'completed'."""
+    try:
+        metrics = json.loads((Path(path) / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return "interrupted"  # killed before its first metrics.json
+    status = metrics.get("status", "completed" if "seconds" in metrics else "interrupted")
+    if status == "running":
+        if metrics.get("host") != socket.gethostname():
+            return "running"  # another machine's process: it cannot be checked from here
+        return "running" if _process_alive(int(metrics.get("pid", 0))) else "interrupted"
+    return status
+
+
+def _process_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def timestamp() -> str:
     return time.strftime("%Y%m%d-%H%M%S")
 
@@ -94,6 +123,15 @@ class Run:
         except OSError as exc:
             raise UserError(f"cannot create run directory {str(self.path)!r}: {exc.strerror}; choose another --out") from None
         self._log_lines: list[str] = []
+
+    @classmethod
+    def reopen(cls, path: str | Path, quiet: bool = False) -> "Run":
+        """An existing run directory, its log kept (a resumed run appends to it)."""
+        run = cls(path, quiet=quiet)
+        log = run.path / "log.txt"
+        if log.exists():
+            run._log_lines = log.read_text(encoding="utf-8").splitlines()
+        return run
 
     @classmethod
     def create(cls, out_dir: str | Path, name: str, quiet: bool = False) -> "Run":

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dlconcepts.checkpoints import Checkpoints
 from dlconcepts.runs import Run
 from dlconcepts.runtime import Runtime
 
@@ -18,6 +19,9 @@ class LabContext:
     runtime: Runtime
     quick: bool
     progress: bool
+    # The run's checkpoints: hand them to every training loop (Trainer, train_gan, ...) so that the run
+    # can stop and resume; without them a loop saves nothing.
+    checkpoints: Checkpoints = field(default_factory=Checkpoints.disabled)
 
     def log(self, message: str) -> None:
         self.run.log(message)

@@ -55,7 +55,7 @@ def run(cfg: Config, ctx: LabContext) -> Result:
         callbacks.append(EarlyStopping(cfg.patience))
     trainer = Trainer(
         model, nn.CrossEntropyLoss(), cfg.optimizer, lr=cfg.lr, batch_size=cfg.batch_size,
-        metrics={"accuracy": accuracy}, callbacks=callbacks, device=ctx.runtime.device, seed=ctx.runtime.seed,
+        metrics={"accuracy": accuracy}, callbacks=callbacks, device=ctx.runtime.device, seed=ctx.runtime.seed, checkpoints=ctx.checkpoints,
     )
     history = trainer.fit(X[split.train], data.y[split.train], cfg.epochs, valid=(X[split.valid], data.y[split.valid]))
 

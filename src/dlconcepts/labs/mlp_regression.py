@@ -50,7 +50,7 @@ def _train_one(mode: str, cfg: Config, data, split, ctx: LabContext) -> dict:
         callbacks.append(EarlyStopping(cfg.patience))
     trainer = Trainer(
         model, nn.MSELoss(), cfg.optimizer, lr=cfg.lr, callbacks=callbacks, device=ctx.runtime.device,
-        seed=ctx.runtime.seed,
+        seed=ctx.runtime.seed, checkpoints=ctx.checkpoints,
     )
     valid = (X[split.valid], y[split.valid]) if len(split.valid) else None
     diverged = ""

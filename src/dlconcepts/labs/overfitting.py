@@ -59,7 +59,7 @@ def run(cfg: Config, ctx: LabContext) -> Result:
     torch.manual_seed(ctx.runtime.seed)
     model = mlp((1, *cfg.hidden, 1), cfg.activation)
     trainer = Trainer(
-        model, nn.MSELoss(), cfg.optimizer, lr=cfg.lr, device=ctx.runtime.device, seed=ctx.runtime.seed,
+        model, nn.MSELoss(), cfg.optimizer, lr=cfg.lr, device=ctx.runtime.device, seed=ctx.runtime.seed, checkpoints=ctx.checkpoints,
         callbacks=[ProgressBar(cfg.epochs, desc="train", enabled=ctx.progress)],
     )
     # The test rows ride along as "valid" only to draw their curve; nothing is selected on them.

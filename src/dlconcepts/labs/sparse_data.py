@@ -73,7 +73,7 @@ def _fit(cfg: Config, data: Dataset, train_rows: np.ndarray, test_rows: np.ndarr
     torch.manual_seed(ctx.runtime.seed)  # same initial weights for every training-set size: only the data differ
     model = mlp((1, *cfg.hidden, 1), cfg.activation)
     trainer = Trainer(
-        model, nn.MSELoss(), cfg.optimizer, lr=cfg.lr, device=ctx.runtime.device, seed=ctx.runtime.seed,
+        model, nn.MSELoss(), cfg.optimizer, lr=cfg.lr, device=ctx.runtime.device, seed=ctx.runtime.seed, checkpoints=ctx.checkpoints,
         callbacks=[ProgressBar(cfg.epochs, desc=f"{len(train_rows)} points", enabled=ctx.progress)],
     )
     # The test rows ride along as "valid" only to draw their curve; nothing is selected on them.

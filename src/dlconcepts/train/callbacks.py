@@ -2,6 +2,8 @@
 
 A callback sees the trainer at the start of `fit`, after every epoch (with that epoch's logs) and
 at the end of `fit`, even when training stopped on an error. It may set `trainer.stop_training`.
+A callback with a state that later epochs depend on gives it as `state_dict()` (tensors, numbers,
+containers) and takes it back with `load_state_dict()`, called after `on_fit_start` when a run resumes.
 """
 
 from __future__ import annotations
@@ -26,6 +28,12 @@ class Callback:
         pass
 
     def on_fit_end(self, trainer: Any) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         pass
 
 
@@ -70,6 +78,13 @@ class EarlyStopping(Callback):
                 )
         trainer.history.best_epoch = self.best_epoch
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "best_state": self.best_state, "wait": self.wait}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+        self.best_state = state["best_state"]
+
     def on_fit_end(self, trainer: Any) -> None:
         if self.restore_best and self.best_state is not None:
             trainer.model.load_state_dict(self.best_state)
@@ -94,6 +109,12 @@ class LRScheduler(Callback):
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, float]) -> None:
         logs["lr"] = trainer.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.scheduler.load_state_dict(state)
 
 
 class Checkpoint(Callback):

@@ -17,6 +17,10 @@ parallel: the model is wrapped in DistributedDataParallel, every rank draws the 
 takes its share of each global batch, and each rank's loss is weighted so that DDP's average of the
 gradients is the gradient of the global batch's mean loss. N processes with batches of B take the
 steps one process takes with batches of B (tests/test_distributed.py: equal to 1e-10 in float64).
+
+Given the run's `Checkpoints`, `fit` is one stage of it (see `dlconcepts.checkpoints`): it saves the model,
+the optimizer, the shuffling generator, the callbacks' state and the history at epoch ends, and a resumed
+run continues from the saved epoch to the same weights as one that never stopped.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import torch
 from torch import nn
 
 from dlconcepts import distributed
+from dlconcepts.checkpoints import Checkpoints, Saved
 from dlconcepts.errors import ShapeMismatchError, TrainingDiverged
 from dlconcepts.train.optim import make_optimizer
 
@@ -132,6 +137,8 @@ class Trainer:
             `evaluate`. It must keep row k a version of row k, so the targets stay aligned.
         group: the process group to train data parallel in; by default the one this process joined
             under torchrun (`distributed.current()`), a group of one otherwise.
+        checkpoints: the run's checkpoints (`LabContext.checkpoints`): each `fit` is a stage of them, saved
+            at epoch ends and resumed from them. None: nothing is saved.
     """
 
     def __init__(
@@ -150,6 +157,7 @@ class Trainer:
         seed: int = 0,
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         group: distributed.Group | None = None,
+        checkpoints: Checkpoints | None = None,
     ):
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 or None for full batch; got {batch_size}")
@@ -184,6 +192,7 @@ class Trainer:
         self.metrics = dict(metrics or {})
         self.callbacks = list(callbacks)
         self.augment = augment
+        self.checkpoints = checkpoints if checkpoints is not None else Checkpoints.disabled()
         self.generator = torch.Generator().manual_seed(seed)
         self.history = History()
         self.stop_training = False
@@ -225,6 +234,11 @@ class Trainer:
 
         for cb in self.callbacks:
             cb.on_fit_start(self)
+        stage = self.checkpoints.stage("fit", f"{type(self.model).__name__}, {epochs} epochs")
+        first_epoch, finished = 1, False
+        if stage.saved is not None:
+            first_epoch, finished = self._load_state(stage.saved, last_good) + 1, stage.saved.finished
+            stage.restore_rng()
         self.model.train()
         n = len(X)
         full_batch = self.batch_size is None or self.batch_size >= n
@@ -232,8 +246,10 @@ class Trainer:
             raise ValueError(f"{self.group.world_size} processes need batches of at least {self.group.world_size} rows; "
                              f"got {min(n, self.batch_size or n)}")
         keep_outputs = bool(self.metrics)
+        epoch = first_epoch - 1
+        stage.enter()  # a signal from here on waits for the epoch's end and its checkpoint
         try:
-            for epoch in range(1, epochs + 1):
+            for epoch in range(first_epoch, 1 + (epochs if not finished else 0)):
                 if full_batch:
                     order = None
                     global_batches: Iterable[torch.Tensor | None] = (None,)
@@ -261,10 +277,47 @@ class Trainer:
                     cb.on_epoch_end(self, epoch, logs)
                 if self.stop_training:
                     break
+                stage.epoch_end(epoch, partial(self._state, epoch, last_good), self._local_state)
         finally:
+            stage.leave()
             for cb in self.callbacks:
                 cb.on_fit_end(self)
+        if not finished:
+            stage.finish(epoch, self._state(epoch, last_good), self._local_state())
         return self.history
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def _state(self, epoch: int, last_good: list[torch.Tensor]) -> dict[str, Any]:
+        """Everything the next epoch depends on, the same on every rank."""
+        return {
+            "epoch": epoch, "steps": self.steps, "stop_training": self.stop_training,
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(), "last_good": list(last_good),
+            "history": self.history.as_dict(),
+            "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else {} for cb in self.callbacks],
+        }
+
+    def _local_state(self) -> dict[str, Any]:
+        """What differs between ranks besides the RNG streams: the augmentation's own generator."""
+        generator = getattr(self.augment, "generator", None)
+        return {"augment": generator.get_state()} if isinstance(generator, torch.Generator) else {}
+
+    def _load_state(self, saved: Saved, last_good: list[torch.Tensor]) -> int:
+        """Put a saved state back; returns its epoch."""
+        state = saved.state
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        torch._foreach_copy_(last_good, [t.to(self.device) for t in state["last_good"]])
+        self.steps, self.stop_training = state["steps"], state["stop_training"]
+        history = state["history"]
+        self.history = History(list(history["epochs"]), history["stop_reason"], history["best_epoch"])
+        for cb, cb_state in zip(self.callbacks, state["callbacks"]):
+            if hasattr(cb, "load_state_dict"):
+                cb.load_state_dict(cb_state)
+        if "augment" in saved.local:
+            self.augment.generator.set_state(saved.local["augment"])
+        return state["epoch"]
 
     def _step_loss(self, X: torch.Tensor, y: torch.Tensor, rows: torch.Tensor | None):
         """The predictions for this rank's rows of one global batch (`rows`; None = every row), their
