@@ -293,7 +293,8 @@ def _resume(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from dlconcepts.checkpoints import parse_every
     from dlconcepts.labs.runner import resume_request, run_lab
 
-    given = [name for name in _FIXED_BY_THE_RUN if getattr(args, name) not in (None, False, [])]
+    given = [name for name in _FIXED_BY_THE_RUN if getattr(args, name) is not None  # `--seed 0` counts: no `in`,
+             and getattr(args, name) is not False and getattr(args, name) != []]     # since 0 == False
     if args.lab is not None or given:
         what = "a lab id" if args.lab is not None else "--" + given[0].replace("_pairs", "").replace("_", "-")
         raise UserError(f"--resume continues a run with its own lab, config and seed; leave out {what}")

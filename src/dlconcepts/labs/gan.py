@@ -121,7 +121,7 @@ def train_mlp_judge(cfg: Config, ctx: LabContext, data: ImageSet, split) -> Judg
     trainer = Trainer(
         model, nn.CrossEntropyLoss(), "adam", lr=1e-3, batch_size=64, metrics={"accuracy": accuracy},
         callbacks=[ProgressBar(cfg.classifier_epochs, desc="judge", enabled=ctx.progress), EarlyStopping(20)],
-        device=ctx.runtime.device, seed=ctx.runtime.seed,
+        device=ctx.runtime.device, seed=ctx.runtime.seed, checkpoints=ctx.checkpoints,
     )
     trainer.fit(flat[split.train], data.labels[split.train], cfg.classifier_epochs,
                 valid=(flat[split.valid], data.labels[split.valid]))
@@ -208,6 +208,7 @@ def run(cfg: Config, ctx: LabContext) -> Result:
         real_target=cfg.real_target, r1_weight=cfg.r1_weight, average_decay=cfg.average_decay,
         fixed_noise_size=100, snapshot_epochs=snapshot_epochs, on_epoch_end=monitor,
         callbacks=[ProgressBar(epochs, desc="GAN", enabled=ctx.progress)], device=device, seed=seed,
+        checkpoints=ctx.checkpoints, hook_generators=[monitor_noise],
     )
     sampler = history.final_generator(generator)
 

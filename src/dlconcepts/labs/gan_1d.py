@@ -89,6 +89,7 @@ def run(cfg: Config, ctx: LabContext) -> Result:
         lr_d=cfg.lr, lr_g=cfg.lr, betas=(cfg.beta1, 0.999), generator_loss=cfg.generator_loss,
         fixed_noise_size=cfg.jsd_samples, snapshot_epochs=snapshot_epochs, on_epoch_end=measure_jsd,
         callbacks=[ProgressBar(cfg.epochs, desc="GAN 1-D", enabled=ctx.progress)], device=device, seed=seed,
+        checkpoints=ctx.checkpoints, hook_generators=[jsd_noise],
     )
     jsd = history.column("jsd")
     initial_jsd = binned_js_divergence(history.snapshots[0], edges, reference)

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dlconcepts.checkpoints import Checkpoints
 from dlconcepts.config import param
 from dlconcepts.data.course import NOISY_LINE_NOISE_STD, noisy_line_mean
 from dlconcepts.data import Dataset, noisy_line, train_valid_test_split
@@ -198,14 +199,14 @@ def initial_stack(cfg: Config, setting: Setting, seeds: Sequence[int]) -> Stacke
 
 
 def train_setting(cfg: Config, setting: Setting, data: Dataset, rows: SeedRows, seed: int, device,
-                  progress: bool = False) -> Outcome:
+                  progress: bool = False, checkpoints: Checkpoints | None = None) -> Outcome:
     """Train the R models of one setting at once and measure each on its own training and test rows."""
     fit_rows = rows.fit if setting.early_stopping else rows.train
     scaling = PerSeedScaling(data, fit_rows)  # each setting's scaling sees only the rows it trains on
     X, y = scaling.inputs(data, fit_rows), scaling.targets(data, fit_rows)
     valid = (scaling.inputs(data, rows.valid), scaling.targets(data, rows.valid)) if setting.early_stopping else None
     stack = initial_stack(cfg, setting, init_seeds(seed, len(fit_rows)))
-    result = train_many(stack, X, y, setting.many, valid=valid, device=device, progress=progress)
+    result = train_many(stack, X, y, setting.many, valid=valid, device=device, progress=progress, checkpoints=checkpoints)
 
     def mse(part: np.ndarray) -> np.ndarray:
         predicted = scaling.to_original(result.predict(scaling.inputs(data, part)).double().numpy())
@@ -269,7 +270,8 @@ def run(cfg: Config, ctx: LabContext) -> Result:
 
     outcomes: dict[str, Outcome] = {}
     for setting in six_settings(cfg):
-        outcomes[setting.name] = out = train_setting(cfg, setting, data, rows, seed, ctx.runtime.device, ctx.progress)
+        outcomes[setting.name] = out = train_setting(cfg, setting, data, rows, seed, ctx.runtime.device, ctx.progress,
+                                                           ctx.checkpoints)
         ctx.log(f"  {setting.name:>14}: test MSE median {np.median(out.test_mse):.4g}, train {np.median(out.train_mse):.4g}"
                 f", epochs {np.median(out.result.epochs_used):.0f}"
                 + (f", {int(out.result.diverged.sum())} diverged" if out.result.diverged.any() else ""))

@@ -127,7 +127,8 @@ def _regression_stack(data: Dataset, splits: list[Split], seeds: list[int], cfg:
     settings = ManySettings(epochs=cfg.epochs, optimizer=cfg.optimizer, lr=cfg.lr,
                             memory_budget_mb=cfg.memory_budget_mb)
     start = time.perf_counter()
-    result = train_many(stack, X_train, y_train, settings, device=ctx.runtime.device, progress=ctx.progress)
+    result = train_many(stack, X_train, y_train, settings, device=ctx.runtime.device, progress=ctx.progress,
+                        checkpoints=ctx.checkpoints)
     ctx.log(f"  {desc}: {len(splits)} models × {cfg.epochs} epochs in {time.perf_counter() - start:.1f} s")
 
     def original_units(pred: torch.Tensor) -> np.ndarray:
@@ -171,7 +172,8 @@ def _classification(cfg: Config, ctx: LabContext) -> dict:
     settings = ManySettings(epochs=cfg.cls_epochs, optimizer=cfg.optimizer, lr=cfg.cls_lr, loss="cross_entropy",
                             memory_budget_mb=cfg.memory_budget_mb)
     start = time.perf_counter()
-    result = train_many(stack, X_train, y_train, settings, device=ctx.runtime.device, progress=ctx.progress)
+    result = train_many(stack, X_train, y_train, settings, device=ctx.runtime.device, progress=ctx.progress,
+                        checkpoints=ctx.checkpoints)
     ctx.log(f"  classification: {cfg.cls_runs} models × {cfg.cls_epochs} epochs on {len(data)} blob points, "
             f"fresh init, in {time.perf_counter() - start:.1f} s")
     accuracy = (result.predict(X_test).argmax(dim=2).numpy() == y_test).mean(axis=1)

@@ -33,6 +33,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from dlconcepts.checkpoints import Checkpoints, Saved
+
 from dlconcepts.errors import TrainingDiverged
 from dlconcepts.losses import GENERATOR_LOSSES, gan_discriminator_loss, gan_generator_loss, gan_value, r1_penalty
 
@@ -101,6 +103,8 @@ def train_gan(
     callbacks: Sequence[Any] = (),
     device: torch.device | str = "cpu",
     seed: int = 0,
+    checkpoints: Checkpoints | None = None,
+    hook_generators: Sequence[torch.Generator] = (),
 ) -> GANHistory:
     """Train G and D on `data` (real examples along the first axis) for `epochs` passes.
 
@@ -126,6 +130,10 @@ def train_gan(
         callbacks: objects with on_fit_start(trainer), on_epoch_end(trainer, epoch, logs),
             on_fit_end(trainer) — e.g. `ProgressBar`; they receive None as the trainer.
         seed: seeds the noise, the fixed noise and the shuffling (the nets are seeded where built).
+        checkpoints: the run's checkpoints: the game is one stage of them — both players, both optimizers,
+            the weight average, the noise stream, the history and snapshots are saved at epoch ends, and a
+            resumed run plays on from there to the same weights.
+        hook_generators: generators `on_epoch_end` draws from (a monitor's noise), saved with the game.
     Raises:
         TrainingDiverged: a loss became NaN or infinite.
     """
@@ -170,10 +178,26 @@ def train_gan(
     per_step = min(batch_size, n)
     n_batches = max(1, n // per_step)
     names = ["d_loss", "g_loss", "value", "d_real", "d_fake"] + (["r1"] if r1_weight > 0 else [])
+    players = {"generator": generator, "discriminator": discriminator, "opt_g": opt_g, "opt_d": opt_d,
+               "average": history.averaged_generator}
+
+    def state(epoch: int) -> dict[str, Any]:
+        return {"epoch": epoch, "noise": rng.get_state(), "hooks": [g.get_state() for g in hook_generators],
+                "epochs": history.epochs, "steps": history.steps,
+                "snapshots": {k: torch.from_numpy(v) for k, v in history.snapshots.items()},
+                **{name: part.state_dict() for name, part in players.items() if part is not None}}
+
+    stage = (checkpoints or Checkpoints.disabled()).stage("gan", f"GAN, {epochs} epochs")
+    first_epoch, finished = 1, False
+    if stage.saved is not None:
+        first_epoch, finished = _load_game(stage.saved, players, rng, hook_generators, history) + 1, stage.saved.finished
+        stage.restore_rng()
+    epoch = first_epoch - 1
     for cb in callbacks:
         cb.on_fit_start(None)
+    stage.enter()
     try:
-        for epoch in range(1, epochs + 1):
+        for epoch in range(first_epoch, 1 + (epochs if not finished else 0)):
             scale = lr_scale(epoch, epochs, lr_decay_from)
             for opt, lr in ((opt_d, lr_d), (opt_g, lr_g)):
                 for group in opt.param_groups:
@@ -226,10 +250,30 @@ def train_gan(
                 history.snapshots[epoch] = generate(sampler, fixed_noise).numpy()
             for cb in callbacks:
                 cb.on_epoch_end(None, epoch, logs)
+            stage.epoch_end(epoch, lambda: state(epoch))
     finally:
+        stage.leave()
         for cb in callbacks:
             cb.on_fit_end(None)
+    if not finished:
+        stage.finish(epoch, state(epoch))
     return history
+
+
+def _load_game(saved: Saved, players: dict[str, Any], rng: torch.Generator, hook_generators: Sequence[torch.Generator],
+               history: GANHistory) -> int:
+    """Put a saved game back: players, optimizers, average, noise streams, history; returns its epoch."""
+    state = saved.state
+    for name, part in players.items():
+        if part is not None:
+            part.load_state_dict(state[name])
+    rng.set_state(state["noise"])
+    for g, g_state in zip(hook_generators, state["hooks"]):
+        g.set_state(g_state)
+    history.epochs = list(state["epochs"])
+    history.steps = state["steps"]
+    history.snapshots = {int(k): v.numpy() for k, v in state["snapshots"].items()}
+    return state["epoch"]
 
 
 def lr_scale(epoch: int, epochs: int, decay_from: float) -> float:

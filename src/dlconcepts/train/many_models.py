@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from dlconcepts import distributed
+from dlconcepts.checkpoints import Checkpoints
 from dlconcepts.nets.mlp import ACTIVATIONS
 
 LOSSES = ("mse", "cross_entropy")
@@ -637,6 +638,7 @@ def train_many(
     rows: RowMasks | None = None,
     l2: Sequence[float] | np.ndarray | None = None,
     group: distributed.Group | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> ManyResult:
     """Train the R models of `initial` at once (a trained copy is returned; `initial` is left as it was),
     full batch, each on its own rows: X (R, n, d) or shared (n, d).
@@ -653,7 +655,45 @@ def train_many(
     rank trains its slice of them, and every rank gets all R back, in order, as one process would. A
     stack with dropout is not: its masks are drawn for the whole stack at once, so a slice would draw
     other masks than one process (and two ranks' slices the same ones); every rank trains it whole.
+
+    With the run's `checkpoints`, the whole study is one stage of them, saved when it ends: a resumed run
+    gets its trained models back instead of training them again. (Not at epoch ends: the models of a
+    chunk stop on epochs of their own, and a study is seconds to a minute; a run stopped in one repeats it.)
     """
+    stage = (checkpoints or Checkpoints.disabled()).stage("study", f"{initial.n_models} models")
+    if stage.saved is not None:
+        stage.restore_rng()
+        return _result_from_state(stage.saved.state, initial)
+    result = _train_many(initial, X, y, settings, valid, device, dtype, progress, rows, l2, group)
+    stage.finish(int(result.epochs_used.max(initial=0)), _result_state(result))
+    return result
+
+
+def _result_state(result: ManyResult) -> dict:
+    def tensor(a: np.ndarray | None):
+        return None if a is None else torch.from_numpy(np.ascontiguousarray(a))
+
+    return {"model": result.model.state_dict(), "train_loss": tensor(result.train_loss),
+            "valid_loss": tensor(result.valid_loss), "epochs_used": tensor(result.epochs_used),
+            "best_epoch": tensor(result.best_epoch), "diverged_at": tensor(result.diverged_at), "chunks": result.chunks}
+
+
+def _result_from_state(state: dict, like: StackedMLP) -> ManyResult:
+    model = StackedMLP(like.layer_sizes, 0, like.activation, like.dropout)
+    for name, value in state["model"].items():
+        setattr(model, name, nn.Parameter(value.clone()))
+    model.n_models = model.weight0.shape[0]
+
+    def array(t: torch.Tensor | None):
+        return None if t is None else t.numpy()
+
+    return ManyResult(model=model, train_loss=array(state["train_loss"]), valid_loss=array(state["valid_loss"]),
+                      epochs_used=array(state["epochs_used"]), best_epoch=array(state["best_epoch"]),
+                      diverged_at=array(state["diverged_at"]), chunks=state["chunks"])
+
+
+def _train_many(initial: StackedMLP, X, y, settings: ManySettings, valid, device, dtype, progress: bool,
+                rows: RowMasks | None, l2, group: distributed.Group | None) -> ManyResult:
     group = group if group is not None else distributed.current()
     if group.distributed and not any(initial.dropout_rates):
         return _train_slice_and_gather(initial, X, y, settings, valid, device, dtype, progress, rows, l2, group)

@@ -1,0 +1,254 @@
+"""Checkpoints: the pieces (RNG streams, the file format, the save policy), the Trainer stopped and resumed in
+one process, and the CLI's side (SIGTERM, --resume and its refusals, a run's status)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from dlconcepts.checkpoints import (
+    Checkpoints,
+    RunInterrupted,
+    load_file,
+    parse_every,
+    rng_state,
+    set_rng_state,
+)
+from dlconcepts.cli import main
+from dlconcepts.errors import UserError
+from dlconcepts.runs import run_status
+from dlconcepts.train import Trainer, accuracy
+from dlconcepts.train.callbacks import Callback, EarlyStopping, LRScheduler
+
+TIMEOUT_S = 120
+
+
+def test_checkpoint_every_reads_epochs_or_seconds():
+    assert parse_every("5") == (5, 30.0)
+    assert parse_every("2.5s") == (None, 2.5)
+    assert parse_every(None) == (None, 30.0)
+    for bad in ("0", "-3", "fast", "0s", "1.5"):
+        with pytest.raises(UserError, match="--checkpoint-every"):
+            parse_every(bad)
+
+
+def test_rng_streams_come_back_where_they_were():
+    torch.manual_seed(3), np.random.seed(4), random.seed(5)
+    np.random.normal()  # a cached Gaussian in numpy's legacy state must come back too
+    saved = rng_state()
+    first = (random.random(), np.random.normal(size=3).tolist(), torch.randn(3).tolist())
+    set_rng_state(saved)
+    assert (random.random(), np.random.normal(size=3).tolist(), torch.randn(3).tolist()) == first
+
+
+class _Bomb:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_a_checkpoint_file_is_read_without_running_code(tmp_path):
+    """`weights_only=True`: a file that smuggles a callable is refused with one line, and nothing runs."""
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"format": 1, "stages": [], "payload": _Bomb()}, path)
+    with pytest.raises(UserError, match="cannot read checkpoint"):
+        load_file(path)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(UserError, match="cannot read checkpoint"):
+        load_file(path)
+
+
+# -- the Trainer, stopped and resumed in one process -----------------------------------------------
+
+class StopAt(Callback):
+    """Asks the run to stop at the end of `epoch`, as a SIGTERM arriving during it would."""
+
+    def __init__(self, checkpoints: Checkpoints, epoch: int):
+        self.checkpoints, self.epoch = checkpoints, epoch
+
+    def on_epoch_end(self, trainer, epoch, logs):
+        if epoch == self.epoch:
+            self.checkpoints.request_stop(signal.SIGTERM)
+
+
+def _train(checkpoints: Checkpoints, stop_at: int | None = None):
+    """Dropout (global RNG), augmentation (its own generator), mini-batches (the trainer's generator), early
+    stopping and a cosine schedule: every kind of state a resumed epoch depends on."""
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(120, 6, generator=gen)
+    y = (X[:, 0] + X[:, 1] > 0).long()
+    torch.manual_seed(1)
+    model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Dropout(0.3), nn.Linear(32, 2))
+
+    def jitter(x: torch.Tensor) -> torch.Tensor:
+        return x + 0.1 * torch.randn(x.shape, generator=jitter.generator)
+
+    jitter.generator = torch.Generator().manual_seed(2)
+    callbacks = [EarlyStopping(patience=50), LRScheduler(lambda opt: torch.optim.lr_scheduler.CosineAnnealingLR(opt, 12))]
+    if stop_at is not None:
+        callbacks.append(StopAt(checkpoints, stop_at))
+    trainer = Trainer(model, nn.CrossEntropyLoss(), "adam", lr=0.01, batch_size=16, metrics={"accuracy": accuracy},
+                      callbacks=callbacks, seed=3, augment=jitter, checkpoints=checkpoints)
+    history = trainer.fit(X[:90], y[:90], 12, valid=(X[90:], y[90:]))
+    return model, history, torch.randn(4)  # the global stream after training, as the code after fit sees it
+
+
+def test_a_trainer_stopped_mid_run_resumes_to_the_same_weights(tmp_path):
+    model, history, after = _train(Checkpoints.disabled())
+
+    path = tmp_path / "checkpoint.pt"
+    with pytest.raises(RunInterrupted, match="stopped by SIGTERM; saved stage 1 .* epoch 5"):
+        checkpoints = Checkpoints(path, every_epochs=100)  # never due by itself: only the stop saves
+        _train(checkpoints, stop_at=5)
+    torch.manual_seed(99), np.random.seed(99), random.seed(99)  # a new process starts elsewhere
+    resumed, resumed_history, resumed_after = _train(Checkpoints(path, saved=load_file(path)))
+    for (name, a), b in zip(model.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+    assert resumed_history.epochs == history.epochs
+    assert torch.equal(resumed_after, after)
+
+
+def test_a_finished_stage_is_put_back_without_training(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    checkpoints = Checkpoints(path)
+    model, history, after = _train(checkpoints)
+    saved = load_file(path)
+    assert [s["finished"] for s in saved["stages"]] == [True]
+    resumed, resumed_history, resumed_after = _train(Checkpoints(path, saved=saved))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), resumed.state_dict().values()))
+    assert resumed_history.epochs == history.epochs and torch.equal(resumed_after, after)
+
+
+def test_a_checkpoint_of_other_code_is_refused(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    _train(Checkpoints(path))
+    checkpoints = Checkpoints(path, saved=load_file(path))
+    with pytest.raises(UserError, match="stage 1 is a 'fit' loop but this run's is a 'gan' loop"):
+        checkpoints.stage("gan")
+
+
+def test_a_signal_outside_any_training_loop_stops_at_once():
+    checkpoints = Checkpoints.disabled()
+    with pytest.raises(RunInterrupted, match="SIGINT"):
+        checkpoints.request_stop(signal.SIGINT)
+
+
+# -- the CLI ---------------------------------------------------------------------------------------
+
+def _dlc(cwd: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "dlconcepts", *args], cwd=cwd, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+
+def _communicate(proc: subprocess.Popen) -> tuple[str, str]:
+    try:
+        return proc.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+
+
+def test_sigterm_saves_says_so_and_resume_finishes_the_run(tmp_path):
+    proc = _dlc(tmp_path, "run", "mlp-classification", "--quick", "--quiet", "--set", "epochs=400",
+                "--checkpoint-every", "1", "--out", "runs")
+    deadline = time.monotonic() + TIMEOUT_S
+    while not list(tmp_path.glob("runs/*/checkpoint.pt")):
+        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    out, err = _communicate(proc)
+    assert proc.returncode == 128 + signal.SIGTERM
+    (run_dir,) = tmp_path.glob("runs/*")
+    assert err.count("\n") == 1 and err.startswith("dlc: interrupted: stopped by SIGTERM; saved stage 1")
+    assert f"dlc run --resume runs/{run_dir.name}" in err and "Traceback" not in err
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["status"] == "interrupted" and run_status(run_dir) == "interrupted"
+    assert "**Interrupted**" in (run_dir / "report.md").read_text()
+    assert "interrupted: stopped by SIGTERM" in (run_dir / "log.txt").read_text()
+
+    proc = _dlc(tmp_path, "run", "--resume", str(run_dir), "--quiet")
+    out, err = _communicate(proc)
+    assert proc.returncode == 0, err
+    assert run_status(run_dir) == "completed" and not (run_dir / "checkpoint.pt").exists()
+    log = (run_dir / "log.txt").read_text()
+    assert "resumed from stage 1" in log and log.index("interrupted:") < log.index("resumed from")
+    assert json.loads((run_dir / "metrics.json").read_text())["resumes"] == 1
+
+
+def _completed_run(tmp_path: Path) -> Path:
+    assert main(["run", "mlp-classification", "--quick", "--quiet", "--out", str(tmp_path / "runs")]) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    return run_dir
+
+
+@pytest.mark.parametrize("lab, options, message", [
+    ([], [], "is complete; nothing to resume"),
+    (["overfitting"], [], "leave out a lab id"),
+    ([], ["--set", "epochs=3"], "leave out --set"),
+    ([], ["--seed", "0"], "leave out --seed"),
+    ([], ["--quick"], "leave out --quick"),
+    ([], ["--checkpoint-every", "soon"], "--checkpoint-every 'soon' is not understood"),
+])
+def test_resume_refusals_are_one_line(tmp_path, capsys, lab, options, message):
+    run_dir = _completed_run(tmp_path)
+    capsys.readouterr()
+    assert main(["run", *lab, "--resume", str(run_dir), *options]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+def test_resume_of_a_folder_that_is_no_run_is_one_line(tmp_path, capsys):
+    assert main(["run", "--resume", str(tmp_path)]) == 2
+    assert "is not a run directory" in capsys.readouterr().err
+
+
+def test_a_run_s_status_follows_its_process(tmp_path):
+    import socket
+
+    def write(**metrics):
+        (tmp_path / "metrics.json").write_text(json.dumps({"lab": "x", **metrics}))
+
+    write(status="running", pid=os.getpid(), host=socket.gethostname())
+    assert run_status(tmp_path) == "running"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    write(status="running", pid=dead.pid, host=socket.gethostname())
+    assert run_status(tmp_path) == "interrupted"
+    write(seconds=1.0)  # a run from before runs had a status
+    assert run_status(tmp_path) == "completed"
+    write(status="failed", error="x")
+    assert run_status(tmp_path) == "failed"
+
+
+def test_the_course_index_names_an_interrupted_lab(tmp_path, monkeypatch):
+    from dlconcepts.labs import all_labs, runner
+
+    labs = all_labs()
+    chosen = {k: labs[k] for k in ("matrix", "backprop")}
+
+    def interrupted(cfg, ctx):
+        raise RunInterrupted("stopped by SIGTERM; saved before its first checkpoint", signal.SIGTERM)
+
+    import dataclasses
+
+    chosen["backprop"] = dataclasses.replace(chosen["backprop"], run=interrupted)
+    monkeypatch.setattr(runner, "all_labs", lambda: chosen)
+    settings = runner.RunSettings(quick=True, quiet=True, out=str(tmp_path))
+    with pytest.raises(RunInterrupted):
+        runner.run_all(settings, {}, [])
+    (root,) = tmp_path.iterdir()
+    index = (root / "report.md").read_text()
+    assert "| interrupted |" in index and "dlc run --resume" in index
+    statuses = [e["status"] for e in json.loads((root / "metrics.json").read_text())["labs"]]
+    assert statuses == ["ok", "interrupted"]

@@ -1,0 +1,148 @@
+"""Resume: every resumable lab, killed with SIGKILL at three seeded random moments and resumed each time,
+ends with the weights and metrics of a run that was never stopped, bit for bit (on the CPU).
+
+Each lab runs as a real `dlc` process. A kill lands a random delay (from a generator seeded per lab) after
+the process's first checkpoint write: SIGKILL gives it no chance to save, so what it did after that write
+is lost and done again. The test asserts every kill found the process still running, so none is vacuous.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from dlconcepts.runs import run_status
+
+TIMEOUT_S = 240
+
+# lab -> (--set pairs that make training last a few seconds, so that three kills land inside it whatever the
+# machine's load; --checkpoint-every; the largest delay after a checkpoint write before a kill, seconds)
+RESUMABLE = {
+    "mlp-regression": (["epochs=2000"], "100", 0.3),
+    "mlp-classification": (["epochs=40"], "1", 0.3),
+    "overfitting": (["epochs=2500"], "100", 0.3),
+    "sparse-data": (["epochs=1500"], "100", 0.3),
+    "gan-1d": (["epochs=30"], "1", 0.3),
+    "gan": (["epochs=12", "classifier_epochs=6"], "1", 0.3),
+    "regularization": (["epochs=100"], "1", 0.3),
+    "variance": (["epochs=100", "cls_epochs=100"], "1", 0.3),
+}
+IGNORED_METRICS = ("seconds", "resumes")
+
+
+def dlc_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "dlconcepts", *args]
+
+
+def finish(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def saved_since(checkpoint: Path, before: tuple[int, int] | None) -> bool:
+    """Whether `checkpoint` was (re)written since `before` (its inode and mtime then; None: it did not exist)."""
+    try:
+        st = checkpoint.stat()
+    except FileNotFoundError:
+        return False
+    return (st.st_ino, st.st_mtime_ns) != before
+
+
+def file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return None
+    return st.st_ino, st.st_mtime_ns
+
+
+def kill_after_a_checkpoint(cmd: list[str], cwd: Path, runs: Path, delay: float) -> Path:
+    """Start `cmd`, wait for it to write a checkpoint, wait `delay` more, SIGKILL it; returns its run directory."""
+    existing = {p: file_identity(p / "checkpoint.pt") for p in runs.glob("*")} if runs.exists() else {}
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        run_dir = None
+        while run_dir is None:
+            assert proc.poll() is None, f"the run ended before its first checkpoint: {proc.stderr.read()}"
+            assert time.monotonic() < deadline, "no checkpoint written in time"
+            candidates = list(runs.glob("*")) if runs.exists() else []
+            run_dir = next((p for p in candidates if saved_since(p / "checkpoint.pt", existing.get(p))), None)
+            time.sleep(0.01)
+        time.sleep(delay)
+        assert proc.poll() is None, f"the run finished before its kill {delay:.2f} s after a checkpoint; lengthen it"
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert proc.returncode == -signal.SIGKILL
+        return run_dir
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc.stderr.close()
+
+
+def model_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor in a model.pt, flattened to 'key/subkey' names."""
+    out: dict[str, torch.Tensor] = {}
+
+    def walk(prefix: str, obj) -> None:
+        if isinstance(obj, torch.Tensor):
+            out[prefix] = obj
+        elif isinstance(obj, dict):
+            for k, v in obj.items():
+                walk(f"{prefix}/{k}", v)
+
+    walk("", torch.load(path, map_location="cpu", weights_only=True))
+    return out
+
+
+def comparable_metrics(run_dir: Path) -> dict:
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    return {k: v for k, v in metrics.items() if k not in IGNORED_METRICS}
+
+
+@pytest.mark.parametrize("lab", list(RESUMABLE))
+def test_a_run_killed_three_times_and_resumed_equals_one_never_stopped(lab, tmp_path):
+    pairs, every, longest_delay = RESUMABLE[lab]
+    common = ["--quick", "--quiet", "--checkpoint-every", every, *(a for pair in pairs for a in ("--set", pair))]
+    reference = finish(dlc_command("run", lab, *common, "--out", "reference"), tmp_path)
+    assert reference.returncode == 0, reference.stderr
+    (reference_dir,) = (tmp_path / "reference").iterdir()
+
+    delays = [random.Random(f"{lab}-{i}").uniform(0, longest_delay) for i in range(3)]
+    runs = tmp_path / "killed"
+    run_dir = kill_after_a_checkpoint(dlc_command("run", lab, *common, "--out", "killed"), tmp_path, runs, delays[0])
+    assert run_status(run_dir) == "interrupted"
+    resume = dlc_command("run", "--resume", str(run_dir), "--quiet", "--checkpoint-every", every)
+    for delay in delays[1:]:
+        assert kill_after_a_checkpoint(resume, tmp_path, runs, delay) == run_dir
+        assert run_status(run_dir) == "interrupted"
+    done = finish(resume, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert run_status(run_dir) == "completed"
+    assert json.loads((run_dir / "metrics.json").read_text())["resumes"] == 3
+    assert not (run_dir / "checkpoint.pt").exists()
+
+    assert comparable_metrics(run_dir) == comparable_metrics(reference_dir)
+    resumed, uninterrupted = model_tensors(run_dir / "model.pt"), model_tensors(reference_dir / "model.pt")
+    assert resumed.keys() == uninterrupted.keys() and resumed
+    for name, tensor in uninterrupted.items():
+        assert torch.equal(resumed[name], tensor), f"{name} differs after resuming"
