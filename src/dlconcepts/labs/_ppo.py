@@ -70,7 +70,7 @@ def run_and_report(exp: Experiment, ctx: LabContext, target: float) -> tuple[Exp
                     echo=bar is None)
 
     try:
-        result = run_experiment(exp, on_update, on_evaluation)
+        result = run_experiment(exp, on_update, on_evaluation, checkpoints=ctx.checkpoints)
     finally:
         if bar is not None:
             bar.close()

@@ -10,6 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import torch
+
+from dlconcepts.checkpoints import Checkpoints
 from dlconcepts.nets.actor_critic import ActorCritic, ActorCriticSpec
 from dlconcepts.rl.envs import make_vector_env, space_info
 from dlconcepts.rl.evaluate import Evaluation, evaluate
@@ -52,15 +55,59 @@ class ExperimentResult:
         return self.evaluations[-1][1] if self.evaluations else None
 
 
+class EvaluationSchedule:
+    """`train_ppo`'s callback in an experiment: hands each update on, evaluates every `eval_every` env steps.
+
+    Its state — the evaluations made so far and the step of the next — is saved in the run's checkpoints,
+    so a resumed run neither repeats an evaluation nor skips one. (Evaluating draws from no global RNG:
+    the actions are the most likely ones and the episodes start from their own seeds.)"""
+
+    def __init__(self, exp: Experiment, policy: ActorCritic, obs_normalizer: ObservationNormalizer | None,
+                 on_update: Callable[[UpdateStats, EpisodeLog], bool | None] | None = None,
+                 on_evaluation: Callable[[int, Evaluation], None] | None = None):
+        self.exp, self.policy, self.obs_normalizer = exp, policy, obs_normalizer
+        self.on_update, self.on_evaluation = on_update, on_evaluation
+        self.evaluations: list[tuple[int, Evaluation]] = []
+        self.next_eval = exp.eval_every
+
+    def evaluate_now(self, step: int) -> None:
+        exp = self.exp
+        result = evaluate(self.policy, exp.env_id, exp.eval_episodes, exp.seed + EVAL_SEED_OFFSET, self.obs_normalizer)
+        self.evaluations.append((step, result))
+        if self.on_evaluation is not None:
+            self.on_evaluation(step, result)
+
+    def __call__(self, stats: UpdateStats, episodes: EpisodeLog) -> bool:
+        stop = bool(self.on_update(stats, episodes)) if self.on_update is not None else False
+        if self.exp.eval_every and stats.env_steps >= self.next_eval:
+            self.evaluate_now(stats.env_steps)
+            while self.next_eval <= stats.env_steps:
+                self.next_eval += self.exp.eval_every
+        return stop
+
+    def state_dict(self) -> dict:
+        return {"next_eval": self.next_eval,
+                "evaluations": [{"step": step, "returns": torch.from_numpy(ev.returns.copy()),
+                                 "lengths": torch.from_numpy(ev.lengths.copy())} for step, ev in self.evaluations]}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.next_eval = int(state["next_eval"])
+        self.evaluations = [(int(ev["step"]), Evaluation(ev["returns"].numpy().copy(), ev["lengths"].numpy().copy()))
+                            for ev in state["evaluations"]]
+
+
 def run_experiment(
     exp: Experiment,
     on_update: Callable[[UpdateStats, EpisodeLog], bool | None] | None = None,
     on_evaluation: Callable[[int, Evaluation], None] | None = None,
     evaluate_at_end: bool = True,
+    checkpoints: Checkpoints | None = None,
 ) -> ExperimentResult:
     """Train and evaluate. `on_update` may return True to stop training early.
 
-    Seed torch (runtime.seed_everything) before calling: it draws the initial weights and the actions."""
+    Seed torch (runtime.seed_everything) before calling: it draws the initial weights and the actions.
+    `checkpoints` (the run's): training is saved after updates and, resumed, continues where it stopped;
+    the evaluations made before the stop come back from the checkpoint."""
     envs = make_vector_env(exp.env_id, exp.n_envs, asynchronous=exp.async_envs)
     try:
         space = space_info(envs.single_observation_space, envs.single_action_space)
@@ -69,28 +116,12 @@ def run_experiment(
         policy = ActorCritic(spec)
         obs_normalizer = ObservationNormalizer(space.obs_dim) if exp.normalize_obs else None
         reward_scaler = RewardScaler(exp.n_envs, exp.ppo.gamma) if exp.scale_rewards else None
-        evaluations: list[tuple[int, Evaluation]] = []
-
-        def run_evaluation(step: int) -> None:
-            result = evaluate(policy, exp.env_id, exp.eval_episodes, exp.seed + EVAL_SEED_OFFSET, obs_normalizer)
-            evaluations.append((step, result))
-            if on_evaluation is not None:
-                on_evaluation(step, result)
-
-        next_eval = exp.eval_every
-
-        def callback(stats: UpdateStats, episodes: EpisodeLog) -> bool:
-            nonlocal next_eval
-            stop = bool(on_update(stats, episodes)) if on_update is not None else False
-            if exp.eval_every and stats.env_steps >= next_eval:
-                run_evaluation(stats.env_steps)
-                while next_eval <= stats.env_steps:
-                    next_eval += exp.eval_every
-            return stop
-
-        train = train_ppo(envs, policy, exp.ppo, exp.total_steps, exp.seed, obs_normalizer, reward_scaler, callback)
+        schedule = EvaluationSchedule(exp, policy, obs_normalizer, on_update, on_evaluation)
+        train = train_ppo(envs, policy, exp.ppo, exp.total_steps, exp.seed, obs_normalizer, reward_scaler, schedule,
+                          checkpoints)
     finally:
         envs.close()
+    evaluations = schedule.evaluations
     if evaluate_at_end and (not evaluations or evaluations[-1][0] != train.env_steps):
-        run_evaluation(train.env_steps)
+        schedule.evaluate_now(train.env_steps)
     return ExperimentResult(policy, obs_normalizer, train, evaluations)

@@ -46,15 +46,21 @@ class RunningMeanStd:
 
     def state(self) -> dict:
         """Tensors and a float: saved inside model.pt and loadable with weights_only=True."""
-        return {"mean": torch.from_numpy(self.mean.copy()), "var": torch.from_numpy(self.var.copy()), "count": self.count}
+        # np.array, not .copy(): the statistics of a scalar (reward scaling) become NumPy scalars after an update.
+        return {"mean": torch.from_numpy(np.array(self.mean, dtype=np.float64)),
+                "var": torch.from_numpy(np.array(self.var, dtype=np.float64)), "count": self.count}
 
     @classmethod
     def from_state(cls, state: dict) -> "RunningMeanStd":
         rms = cls(tuple(state["mean"].shape))
-        rms.mean = state["mean"].numpy().astype(np.float64)
-        rms.var = state["var"].numpy().astype(np.float64)
-        rms.count = float(state["count"])
+        rms.load_state(state)
         return rms
+
+    def load_state(self, state: dict) -> None:
+        """Put saved statistics back in place (a resumed run's normalizer is shared with its evaluations)."""
+        self.mean = state["mean"].numpy().astype(np.float64)
+        self.var = state["var"].numpy().astype(np.float64)
+        self.count = float(state["count"])
 
 
 class ObservationNormalizer:
@@ -77,8 +83,12 @@ class ObservationNormalizer:
     @classmethod
     def from_state(cls, state: dict) -> "ObservationNormalizer":
         norm = cls(int(state["mean"].shape[0]), state["clip"], state["epsilon"])
-        norm.rms = RunningMeanStd.from_state(state)
+        norm.load_state(state)
         return norm
+
+    def load_state(self, state: dict) -> None:
+        self.rms.load_state(state)
+        self.clip, self.epsilon = float(state["clip"]), float(state["epsilon"])
 
 
 class RewardScaler:
@@ -97,6 +107,16 @@ class RewardScaler:
         scaled = np.clip(rewards / np.sqrt(self.rms.var + self.epsilon), -self.clip, self.clip)
         self.returns[episode_ended] = 0.0  # a new episode's return starts from nothing
         return scaled.astype(np.float32)
+
+    def state(self) -> dict:
+        """The return statistics and each environment's running discounted return, for checkpoints."""
+        return {**self.rms.state(), "returns": torch.from_numpy(self.returns.copy())}
+
+    def load_state(self, state: dict) -> None:
+        if state["returns"].shape != self.returns.shape:
+            raise ValueError(f"saved reward scaler has {state['returns'].shape[0]} environments, not {len(self.returns)}")
+        self.rms.load_state(state)
+        self.returns = state["returns"].numpy().copy()
 
     @property
     def scale(self) -> float:

@@ -19,6 +19,11 @@ The loop, in the order a lecture tells it:
     log the diagnostics: approx KL, clip fraction, explained variance, entropy, losses, episodes
 
 Batch names follow CleanRL: `b_` for the flattened rollout, `mb_` for a minibatch.
+
+Given the run's `Checkpoints`, the loop is one stage of it ("ppo", see `dlconcepts.checkpoints`): after
+an update it may save the policy, Adam, the update index, the collector (its environments' own state,
+the normalizer and reward-scaler statistics, the episodes so far) and the callback's state; a resumed
+run continues from that update to the same last bit as a run that never stopped (tests/rl/test_ppo_resume.py).
 """
 
 from __future__ import annotations
@@ -27,14 +32,17 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
+from typing import Any
 
 import torch
 from gymnasium.vector import VectorEnv
 from torch import Tensor
 
+from dlconcepts.checkpoints import Checkpoints
 from dlconcepts.errors import ConfigError, TrainingDiverged
 from dlconcepts.nets.actor_critic import ActorCritic
-from dlconcepts.rl.envs import space_info
+from dlconcepts.rl.envs import saved_field_names, space_info
 from dlconcepts.rl.gae import gae
 from dlconcepts.rl.normalization import ObservationNormalizer, RewardScaler
 from dlconcepts.rl.rollout import EpisodeLog, RolloutBuffer, RolloutCollector
@@ -279,7 +287,8 @@ class TrainResult:
 
 
 Callback = Callable[[UpdateStats, EpisodeLog], bool]
-"""Called after every update with its diagnostics and all finished episodes; return True to stop."""
+"""Called after every update with its diagnostics and all finished episodes; return True to stop.
+A callback with `state_dict()` and `load_state_dict(state)` methods has its state checkpointed too."""
 
 
 def train_ppo(
@@ -291,12 +300,17 @@ def train_ppo(
     obs_normalizer: ObservationNormalizer | None = None,
     reward_scaler: RewardScaler | None = None,
     callback: Callback | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> TrainResult:
     """Train `policy` in place for at most `total_steps` environment steps (whole rollouts only).
 
     Seed torch before calling (it draws the actions); `seed` seeds the environments. On a CPU, run
     with `torch.set_num_threads(1)` (the labs do): these networks are too small to split across
-    threads, and on a busy machine extra threads only wait for a core."""
+    threads, and on a busy machine extra threads only wait for a core.
+
+    `checkpoints`: the run's (`LabContext.checkpoints`); the loop saves after updates and, resumed,
+    continues where it was saved. Only environments whose state `rl.envs` knows how to save are
+    accepted then (refused at once, not at the first save)."""
     space = space_info(envs.single_observation_space, envs.single_action_space)
     config.check(envs.num_envs)
     batch_size = config.n_steps * envs.num_envs
@@ -310,60 +324,110 @@ def train_ppo(
     buffer = RolloutBuffer(config.n_steps, envs.num_envs, space)
     collector = RolloutCollector(envs, policy, space, seed, obs_normalizer, reward_scaler, config.bootstrap_truncation)
     history: list[UpdateStats] = []
-    stopped = False
-    for update in range(num_updates):
-        # -- linear annealing: the fraction of the run still ahead
-        remaining = 1.0 - update / num_updates
-        lr = config.lr * remaining if config.anneal_lr else config.lr
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        clip_range = config.clip_range * remaining if config.anneal_clip else config.clip_range
+    stopped = finished = False
+    stage = None
+    if checkpoints is not None:
+        saved_field_names(envs)  # refuse environments that cannot be saved now, not at the first save
+        stage = checkpoints.stage("ppo", f"PPO, {num_updates} updates")
+        if stage.saved is not None:
+            stopped = _load_training_state(stage.saved.state, policy, optimizer, collector, history, callback)
+            finished = stage.saved.finished
+            stage.restore_rng()  # the action samples and minibatch orders go on as in the run that was stopped
+        stage.enter()  # a SIGTERM / SIGINT from here on waits for the update's end and its checkpoint
+    state = partial(_training_state, policy, optimizer, collector, history, callback)
+    try:
+        # len(history) updates are done (a resumed run's history holds the updates before the stop)
+        for update in range(len(history), num_updates if not finished else 0):
+            # -- linear annealing: the fraction of the run still ahead
+            remaining = 1.0 - update / num_updates
+            lr = config.lr * remaining if config.anneal_lr else config.lr
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            clip_range = config.clip_range * remaining if config.anneal_clip else config.clip_range
 
-        # -- rollout with the current (old) policy; log-probs and values stored under no_grad
-        episodes_before = len(collector.episodes)
-        collector.collect(buffer)
+            # -- rollout with the current (old) policy; log-probs and values stored under no_grad
+            episodes_before = len(collector.episodes)
+            collector.collect(buffer)
 
-        # -- advantages and returns
-        advantages, returns = gae(buffer.rewards, buffer.values, buffer.next_values, buffer.terminated,
-                                  buffer.truncated, config.gamma, config.gae_lambda)
+            # -- advantages and returns
+            advantages, returns = gae(buffer.rewards, buffer.values, buffer.next_values, buffer.terminated,
+                                      buffer.truncated, config.gamma, config.gae_lambda)
 
-        # -- flatten (T, N, ...) to the batch b_ (every transition is one sample)
-        batch = {
-            "obs": buffer.obs.reshape(batch_size, -1),
-            "actions": buffer.actions.reshape(batch_size, *buffer.actions.shape[2:]),
-            "log_probs": buffer.log_probs.reshape(-1),
-            "values": buffer.values.reshape(-1),
-            "advantages": advantages.reshape(-1),
-            "returns": returns.reshape(-1),
-        }
+            # -- flatten (T, N, ...) to the batch b_ (every transition is one sample)
+            batch = {
+                "obs": buffer.obs.reshape(batch_size, -1),
+                "actions": buffer.actions.reshape(batch_size, *buffer.actions.shape[2:]),
+                "log_probs": buffer.log_probs.reshape(-1),
+                "values": buffer.values.reshape(-1),
+                "advantages": advantages.reshape(-1),
+                "returns": returns.reshape(-1),
+            }
 
-        # -- the update
-        stats = ppo_update(policy, optimizer, batch, config, clip_range)
+            # -- the update
+            stats = ppo_update(policy, optimizer, batch, config, clip_range)
 
-        # -- diagnostics
-        new_returns = collector.episodes.returns[episodes_before:]
-        new_lengths = collector.episodes.lengths[episodes_before:]
-        record = UpdateStats(
-            update=update + 1,
-            env_steps=collector.global_step,
-            seconds=time.perf_counter() - collector.start_time,
-            lr=lr,
-            clip_range=clip_range,
-            explained_variance=explained_variance(batch["values"], batch["returns"]),
-            episodes=len(new_returns),
-            episode_return_mean=sum(new_returns) / len(new_returns) if new_returns else math.nan,
-            episode_length_mean=sum(new_lengths) / len(new_lengths) if new_lengths else math.nan,
-            log_std_mean=policy.log_std.mean().item() if policy.log_std is not None else math.nan,
-            reward_scale=reward_scaler.scale if reward_scaler is not None else 1.0,
-            **stats,
-        )
-        history.append(record)
-        if not math.isfinite(record.policy_loss) and record.minibatches:
-            raise TrainingDiverged(
-                f"PPO diverged at update {update + 1}: the policy loss is {record.policy_loss}; lower lr or "
-                "turn on observation/reward normalization", update + 1)
-        if callback is not None and callback(record, collector.episodes):
-            stopped = True
-            break
+            # -- diagnostics
+            new_returns = collector.episodes.returns[episodes_before:]
+            new_lengths = collector.episodes.lengths[episodes_before:]
+            record = UpdateStats(
+                update=update + 1,
+                env_steps=collector.global_step,
+                seconds=time.perf_counter() - collector.start_time,
+                lr=lr,
+                clip_range=clip_range,
+                explained_variance=explained_variance(batch["values"], batch["returns"]),
+                episodes=len(new_returns),
+                episode_return_mean=sum(new_returns) / len(new_returns) if new_returns else math.nan,
+                episode_length_mean=sum(new_lengths) / len(new_lengths) if new_lengths else math.nan,
+                log_std_mean=policy.log_std.mean().item() if policy.log_std is not None else math.nan,
+                reward_scale=reward_scaler.scale if reward_scaler is not None else 1.0,
+                **stats,
+            )
+            history.append(record)
+            if not math.isfinite(record.policy_loss) and record.minibatches:
+                raise TrainingDiverged(
+                    f"PPO diverged at update {update + 1}: the policy loss is {record.policy_loss}; lower lr or "
+                    "turn on observation/reward normalization", update + 1)
+            if callback is not None and callback(record, collector.episodes):
+                stopped = True
+                break
+            if stage is not None:
+                stage.epoch_end(update + 1, partial(state, stopped=False))
+    finally:
+        if stage is not None:
+            stage.leave()
+    if stage is not None and not finished:
+        stage.finish(len(history), state(stopped=stopped))
     return TrainResult(history, collector.episodes, collector.global_step,
                        time.perf_counter() - collector.start_time, stopped, collector.start_time)
+
+
+# ==== checkpoints ================================================================================
+
+
+def _training_state(policy: ActorCritic, optimizer: torch.optim.Optimizer, collector: RolloutCollector,
+                    history: list[UpdateStats], callback: Callback | None, stopped: bool) -> dict[str, Any]:
+    """Everything the next update depends on besides the global RNG streams (which the stage saves)."""
+    return {
+        "updates": len(history),
+        "stopped": stopped,
+        "policy": policy.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "collector": collector.state(),
+        "history": [record.as_dict() for record in history],
+        "callback": callback.state_dict() if hasattr(callback, "state_dict") else None,
+    }
+
+
+def _load_training_state(state: dict[str, Any], policy: ActorCritic, optimizer: torch.optim.Optimizer,
+                         collector: RolloutCollector, history: list[UpdateStats], callback: Callback | None) -> bool:
+    """Put a saved state back (`history` is filled in place); returns whether the callback had stopped training."""
+    policy.load_state_dict(state["policy"])
+    optimizer.load_state_dict(state["optimizer"])
+    collector.load_state(state["collector"])
+    history[:] = [UpdateStats(**record) for record in state["history"]]
+    if len(history) != state["updates"]:
+        raise ValueError(f"checkpoint holds {len(history)} update records for {state['updates']} updates")
+    if hasattr(callback, "load_state_dict"):
+        callback.load_state_dict(state["callback"])
+    return bool(state["stopped"])

@@ -27,7 +27,7 @@ from gymnasium.vector import VectorEnv
 from torch import Tensor
 
 from dlconcepts.nets.actor_critic import ActorCritic
-from dlconcepts.rl.envs import SpaceInfo
+from dlconcepts.rl.envs import SpaceInfo, env_state, set_env_state
 from dlconcepts.rl.normalization import ObservationNormalizer, RewardScaler
 
 
@@ -76,6 +76,17 @@ class EpisodeLog:
     def __len__(self) -> int:
         return len(self.returns)
 
+    def state(self) -> dict:
+        """As tensors (float64 and int64 hold every Python float and int exactly), for checkpoints."""
+        return {"returns": torch.tensor(self.returns, dtype=torch.float64),
+                "lengths": torch.tensor(self.lengths, dtype=torch.int64),
+                "steps": torch.tensor(self.steps, dtype=torch.int64),
+                "seconds": torch.tensor(self.seconds, dtype=torch.float64)}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "EpisodeLog":
+        return cls(*(state[name].tolist() for name in ("returns", "lengths", "steps", "seconds")))
+
 
 class RolloutCollector:
     """Steps N environments with the policy; keeps the current observations between rollouts.
@@ -105,6 +116,38 @@ class RolloutCollector:
         self.obs = self._normalize(raw_obs, update=True)
         self._episode_return = np.zeros(self.num_envs)
         self._episode_length = np.zeros(self.num_envs, dtype=np.int64)
+
+    # -- checkpoints: everything the next rollout depends on besides the policy and the global RNGs
+    def state(self) -> dict:
+        return {
+            "global_step": self.global_step,
+            "seconds": time.perf_counter() - self.start_time,
+            "obs": torch.from_numpy(self.obs.copy()),  # as the policy will see it (normalized then)
+            "episode_return": torch.from_numpy(self._episode_return.copy()),
+            "episode_length": torch.from_numpy(self._episode_length.copy()),
+            "episodes": self.episodes.state(),
+            "obs_normalizer": self.obs_normalizer.state() if self.obs_normalizer is not None else None,
+            "reward_scaler": self.reward_scaler.state() if self.reward_scaler is not None else None,
+            "envs": env_state(self.envs),
+        }
+
+    def load_state(self, state: dict) -> None:
+        """Continue from a saved state (this collector's envs were reset at construction; that is undone here)."""
+        if (state["obs_normalizer"] is None) != (self.obs_normalizer is None) or \
+                (state["reward_scaler"] is None) != (self.reward_scaler is None):
+            raise ValueError("the saved collector and this one differ in observation normalization or reward scaling")
+        self.global_step = int(state["global_step"])
+        # The clock goes on from the saved time: episode times and steps/s exclude the time the run was stopped.
+        self.start_time = time.perf_counter() - float(state["seconds"])
+        self.obs = state["obs"].numpy().copy()
+        self._episode_return = state["episode_return"].numpy().copy()
+        self._episode_length = state["episode_length"].numpy().copy()
+        self.episodes = EpisodeLog.from_state(state["episodes"])
+        if self.obs_normalizer is not None:
+            self.obs_normalizer.load_state(state["obs_normalizer"])
+        if self.reward_scaler is not None:
+            self.reward_scaler.load_state(state["reward_scaler"])
+        set_env_state(self.envs, state["envs"])
 
     def _normalize(self, raw_obs: np.ndarray, update: bool) -> np.ndarray:
         if self.obs_normalizer is None:
