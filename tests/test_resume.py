@@ -157,3 +157,56 @@ def test_a_run_killed_three_times_and_resumed_equals_one_never_stopped(lab, tmp_
     assert resumed.keys() == uninterrupted.keys() and resumed
     for name, tensor in uninterrupted.items():
         assert torch.equal(resumed[name], tensor), f"{name} differs after resuming"
+
+
+# -- elastic restarts: torchrun restarts a killed worker, and the job resumes from its checkpoint ---------
+
+def worker_of_rank(launcher: int, rank: int) -> int | None:
+    """The pid of the torchrun worker with LOCAL_RANK `rank` among the launcher's children."""
+    try:
+        children = Path(f"/proc/{launcher}/task/{launcher}/children").read_text().split()
+    except OSError:
+        return None
+    for pid in children:
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"LOCAL_RANK={rank}".encode() in environ:
+            return int(pid)
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the workers through /proc (Linux)")
+def test_a_worker_killed_under_max_restarts_is_restarted_and_the_job_resumes(tmp_path):
+    options = ["--quick", "--quiet", "--seed", "3", "--set", "epochs=60", "--checkpoint-every", "1"]
+    # Two processes round float32 sums in another order than one: the reference is a two-process run too.
+    reference = finish(dlc_command("run", "mlp-classification", *options, "--nproc", "2", "--out", "reference"), tmp_path)
+    assert reference.returncode == 0, reference.stderr
+    (reference_dir,) = (tmp_path / "reference").iterdir()
+
+    launcher = subprocess.Popen(dlc_command("run", "mlp-classification", *options, "--nproc", "2", "--max-restarts", "1",
+                                            "--out", "elastic"), cwd=tmp_path, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not list(tmp_path.glob("elastic/*/checkpoint.pt")):
+            assert launcher.poll() is None and time.monotonic() < deadline, "no checkpoint written in time"
+            time.sleep(0.01)
+        victim = worker_of_rank(launcher.pid, 1)
+        assert victim is not None, "no worker of rank 1 found"
+        os.kill(victim, signal.SIGKILL)
+        out, err = launcher.communicate(timeout=TIMEOUT_S)
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.communicate()
+    assert launcher.returncode == 0, err
+    (run_dir,) = (tmp_path / "elastic").iterdir()
+    assert run_status(run_dir) == "completed"
+    log = (run_dir / "log.txt").read_text()
+    assert "resumed from stage 1" in log, log  # the restarted workers continued; they did not start over
+    assert comparable_metrics(run_dir) == comparable_metrics(reference_dir)
+    resumed, uninterrupted = model_tensors(run_dir / "model.pt"), model_tensors(reference_dir / "model.pt")
+    for name, tensor in uninterrupted.items():
+        assert torch.equal(resumed[name], tensor), f"{name} differs after the restart"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -69,6 +70,8 @@ def join(device: torch.device, timeout: datetime.timedelta = DEFAULT_TIMEOUT) ->
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():
         dist.init_process_group(backend=backend_for(device), timeout=timeout)
+        if _launcher_folder() is not None:
+            _keep_echoes_of_a_peer_failure_quiet()
     return Group(rank=dist.get_rank(), world_size=dist.get_world_size(), local_rank=local_rank,
                  backend=dist.get_backend())
 
@@ -77,10 +80,14 @@ def leave(group: Group, wait_for_peers: bool = True) -> None:
     """Tear the group down. After a finished run every rank first waits for the others: a rank that
     destroyed its gloo group while a peer was still in its last collective died of SIGABRT at exit
     ("terminate called without an active exception"; 2 runs in 7 here). After a failure it does not
-    wait, since the peers may be blocked in a collective this rank will never join."""
+    wait, since the peers may be blocked in a collective this rank will never join; under `dlc run --nproc`
+    it first records whether it is the job's first failure, while its peers cannot know of it yet (they
+    learn of it when this rank's connections close)."""
     if group.distributed and dist.is_initialized():
         if wait_for_peers:
             dist.barrier()
+        else:
+            _record_failure(group.rank)
         dist.destroy_process_group()
 
 
@@ -209,19 +216,90 @@ def with_synchronized_batchnorm(module: torch.nn.Module, device: torch.device) -
 
 # -- `dlc run LAB --nproc N`: torch.distributed.run, launched from the CLI -----------------------------
 
-# Where the workers of a `dlc run --nproc` job leave the one line of a mistake (one file per rank): the
-# launcher prints the lowest rank's line once, instead of N copies and torchrun's report of failed children.
+# Where the workers of a `dlc run --nproc` job leave word for the launcher, which tells a failure once, in
+# one line, instead of N copies and torchrun's report of failed children. Each attempt of the job (torchrun's
+# restarts count them) has its own files:
+#   attempt-K-rank-NNNNN   the one line of a mistake the user can fix, from rank N;
+#   attempt-K-first        the rank that failed first, created exclusively, so that exactly one rank claims it.
+# Once one rank fails, its peers fail too: in their next collective (gloo: "Connection closed by peer"), or
+# by torchrun's SIGTERM. Those failures only echo the first one, and telling them would send the reader to
+# the wrong process.
 ERROR_DIR_VARIABLE = "DLC_ERROR_DIR"
+
+# True in a worker that failed after a peer had (see `_record_failure`).
+_failed_after_a_peer = False
+
+
+def _launcher_folder() -> str | None:
+    """The folder of the `dlc run --nproc` launcher this worker reports to; None outside such a job."""
+    folder = os.environ.get(ERROR_DIR_VARIABLE)
+    return folder if folder and launched_by_torchrun() else None
+
+
+def _attempt() -> int:
+    """Which attempt of the job this worker belongs to: 0, then 1, 2, ... after torchrun's restarts."""
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
 
 
 def report_error_for_launcher(message: str) -> bool:
     """Under `dlc run --nproc`, leave `message` for the launcher and return True; otherwise False."""
-    folder = os.environ.get(ERROR_DIR_VARIABLE)
-    if not folder or not launched_by_torchrun():
+    folder = _launcher_folder()
+    if folder is None:
         return False
-    with open(os.path.join(folder, f"rank-{rank_from_environment():05d}"), "w", encoding="utf-8") as fh:
+    path = os.path.join(folder, f"attempt-{_attempt()}-rank-{rank_from_environment():05d}")
+    with open(path, "w", encoding="utf-8") as fh:
         fh.write(message)
     return True
+
+
+def _record_failure(rank: int) -> None:
+    """Under `dlc run --nproc`, claim the job's first failure for `rank`, or learn that a peer failed first."""
+    global _failed_after_a_peer
+    folder = _launcher_folder()
+    if folder is None:
+        return
+    try:
+        fd = os.open(os.path.join(folder, f"attempt-{_attempt()}-first"), os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    except FileExistsError:
+        _failed_after_a_peer = True
+        return
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(str(rank))
+
+
+def _keep_echoes_of_a_peer_failure_quiet() -> None:
+    """Print no traceback for an exception that only echoes a peer's failure (the launcher tells the first
+    one); every other exception keeps its traceback, printed by the hook that was there before (torch's,
+    which prefixes each line with the rank)."""
+    previous = sys.excepthook
+
+    def excepthook(kind, value, traceback) -> None:
+        if not _failed_after_a_peer:
+            previous(kind, value, traceback)
+
+    sys.excepthook = excepthook
+
+
+def _first_failure(folder: str, failures: dict, nproc: int) -> str:
+    """The one line that tells why a job failed: in its last attempt, the first failed rank's own line (a
+    mistake the user can fix), or else which process failed and how it ended. `failures`: torchrun's
+    ProcessFailure of each failed rank, by rank."""
+    firsts, lines = {}, {}
+    for name in os.listdir(folder):
+        _, attempt, kind, *of_rank = name.split("-")  # attempt-K-first, attempt-K-rank-NNNNN
+        with open(os.path.join(folder, name), encoding="utf-8") as fh:
+            text = fh.read().strip()
+        if kind == "first" and text:
+            firsts[int(attempt)] = int(text)
+        elif kind == "rank":
+            lines[int(attempt), int(of_rank[0])] = text
+    last = max([*firsts, *(attempt for attempt, _ in lines)], default=None)
+    ranks_with_a_line = sorted(rank for attempt, rank in lines if attempt == last)
+    rank = firsts.get(last, ranks_with_a_line[0] if ranks_with_a_line else min(failures))
+    if (last, rank) in lines:
+        return lines[last, rank]
+    failure = failures.get(rank, failures[min(failures)])
+    return f"process {rank} of {nproc} failed with exit code {failure.exitcode}; run without --nproc to see why"
 
 
 def launch(nproc: int, module_args: list[str], max_restarts: int = 0) -> str | None:
@@ -242,17 +320,16 @@ def launch(nproc: int, module_args: list[str], max_restarts: int = 0) -> str | N
         if name.startswith("torch.distributed"):
             logging.getLogger(name).setLevel(logging.CRITICAL)
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # what torchrun would set, without its warning
+    if max_restarts:
+        # Restarted workers sharing the agent's store read the last round's gloo addresses and fail to connect
+        # (pytorch/pytorch#135712; 2 restarts in 3 here): a store of the round's own on a fresh port avoids it.
+        os.environ.setdefault("TORCH_DISABLE_SHARE_RDZV_TCP_STORE", "1")
     with tempfile.TemporaryDirectory(prefix="dlc-errors-") as folder:
         os.environ[ERROR_DIR_VARIABLE] = folder
         try:
             run(args)
             return None
         except ChildFailedError as exc:
-            messages = sorted(os.listdir(folder))
-            if messages:
-                with open(os.path.join(folder, messages[0]), encoding="utf-8") as fh:
-                    return fh.read().strip()
-            rank, failure = min(exc.failures.items())
-            return f"process {rank} of {nproc} failed with exit code {failure.exitcode}; run without --nproc to see why"
+            return _first_failure(folder, exc.failures, nproc)
         finally:
             os.environ.pop(ERROR_DIR_VARIABLE, None)
