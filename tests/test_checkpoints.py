@@ -38,6 +38,7 @@ def test_checkpoint_every_reads_epochs_or_seconds():
     assert parse_every("5") == (5, 30.0)
     assert parse_every("2.5s") == (None, 2.5)
     assert parse_every(None) == (None, 30.0)
+    assert parse_every("off") == (None, float("inf"))
     for bad in ("0", "-3", "fast", "0s", "1.5"):
         with pytest.raises(UserError, match="--checkpoint-every"):
             parse_every(bad)

@@ -29,6 +29,7 @@ differ per rank), and all ranks agree at each epoch end whether to save, so they
 from __future__ import annotations
 
 import io
+import math
 import random
 import signal
 import threading
@@ -320,10 +321,13 @@ class StopOnSignals:
 
 
 def parse_every(text: str | None) -> tuple[int | None, float]:
-    """`--checkpoint-every`: '5' = every 5 epochs (or PPO updates), '30s' = every 30 seconds."""
+    """`--checkpoint-every`: '5' = every 5 epochs (or PPO updates), '30s' = every 30 seconds, 'off' = only at
+    the end of each training loop and when asked to stop (what a benchmark of the saving's cost compares with)."""
     if text is None:
         return None, DEFAULT_EVERY_SECONDS
     raw = text.strip().lower()
+    if raw == "off":
+        return None, math.inf
     try:
         if raw.endswith("s"):
             seconds = float(raw[:-1])
@@ -335,4 +339,4 @@ def parse_every(text: str | None) -> tuple[int | None, float]:
                 return epochs, DEFAULT_EVERY_SECONDS
     except ValueError:
         pass
-    raise UserError(f"--checkpoint-every {text!r} is not understood; give epochs (e.g. 5) or seconds (e.g. 30s)")
+    raise UserError(f"--checkpoint-every {text!r} is not understood; give epochs (e.g. 5), seconds (e.g. 30s) or off")

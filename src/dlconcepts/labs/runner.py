@@ -155,6 +155,10 @@ def _run_lab(lab: Lab, config: Any, settings: RunSettings, runtime: Any, group: 
         run.log(f"error: {exc}", echo=False)  # the CLI prints it once, on stderr
         run.write_json("metrics.json", {"lab": lab.id, "status": "failed", "error": str(exc)})
         raise
+    except Exception as exc:  # a bug, or under torchrun a peer's failure: not finished either way
+        first_line = (str(exc).splitlines() or [""])[0][:300]
+        run.write_json("metrics.json", {"lab": lab.id, "status": "failed", "error": f"{type(exc).__name__}: {first_line}"})
+        raise
     seconds = time.perf_counter() - start
     run.write_json("metrics.json", {"lab": lab.id, "status": "completed", "seconds": seconds,
                                     **({"resumes": resumes} if resumes else {}), **result.metrics})
