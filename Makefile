@@ -52,6 +52,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/trainer_overhead.py
 	$(BIN)/python benchmarks/many_models.py
 	$(BIN)/python benchmarks/cnn_throughput.py
+	$(BIN)/python benchmarks/ddp_scaling.py
 	$(BIN)/python benchmarks/ppo_vs_sb3.py
 
 clean:

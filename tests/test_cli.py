@@ -118,7 +118,7 @@ def test_version_labs_and_help():
         (["run", "mlp-regression", "--threads", "0"], "--threads 0 is impossible"),
         (["run", "all", "--set", "nokey=1"], "no lab has a config key 'nokey'"),
         (["run", "all", "--set", "mlp-regresion.epochs=1"], "unknown lab 'mlp-regresion'"),
-        (["run"], "the following arguments are required: lab"),
+        (["run"], "give a lab id (see 'dlc labs'), 'all', or --resume RUN_DIR"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
 )

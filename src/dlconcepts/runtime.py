@@ -90,6 +90,24 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def seed_for_rank(seed: int, rank: int) -> int:
+    """The seed of process `rank`'s own random stream in a data-parallel run with run seed `seed`.
+
+    Under torchrun every rank runs the same program from the same run seed; a generator seeded the same
+    on every rank (augmentation warps, for one) would give rank 1's k-th row the very draws rank 0's
+    k-th row got, step after step. Rank 0 keeps `seed` itself, so a one-process run and rank 0 draw
+    exactly what they drew before there were ranks. Every other rank gets a 64-bit hash of the pair
+    (seed, rank) from NumPy's `SeedSequence` (a mixing function made for deriving independent streams
+    from related keys), not `seed + rank`: labs already use seed + 1, seed + 2 … for streams of their
+    own, and rank 1 of seed s would then replay another stream of the run, or rank 0 of seed s + 1.
+    """
+    if seed < 0 or rank < 0:
+        raise ValueError(f"seed and rank must be >= 0; got seed={seed}, rank={rank}")
+    if rank == 0:
+        return seed
+    return int(np.random.SeedSequence([seed, rank]).generate_state(1, np.uint64)[0])
+
+
 def make_runtime(
     device: str = "auto",
     seed: int = 0,

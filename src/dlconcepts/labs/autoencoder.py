@@ -100,7 +100,7 @@ def run(cfg: Config, ctx: LabContext) -> Result:
     trainer = fit_autoencoder(
         model, X[split.train], epochs, X[split.valid], optimizer=cfg.optimizer, lr=cfg.lr, batch_size=cfg.batch_size,
         lr_schedule=cfg.lr_schedule, callbacks=[ProgressBar(epochs, desc="autoencoder", enabled=ctx.progress)],
-        device=device, seed=seed,
+        device=device, seed=seed, checkpoints=ctx.checkpoints,
     )
     history = trainer.history
     ae_test = autoencoder_mse(model, X[split.test], device)
@@ -114,7 +114,7 @@ def run(cfg: Config, ctx: LabContext) -> Result:
         torch.manual_seed(seed)
         linear_model = mlp_autoencoder(data.image_shape, (), cfg.latent, "identity", output="identity")
         fit_autoencoder(linear_model, X[split.train], cfg.linear_epochs, None, optimizer=cfg.optimizer, lr=cfg.linear_lr,
-                        batch_size=None, lr_schedule="cosine", device=device, seed=seed)
+                        batch_size=None, lr_schedule="cosine", device=device, seed=seed, checkpoints=ctx.checkpoints)
         linear = {"train": autoencoder_mse(linear_model, X[split.train], device),
                   "test": autoencoder_mse(linear_model, X[split.test], device)}
         ctx.log(f"  linear autoencoder: train MSE {linear['train']:.5f} vs PCA's {pca_train:.5f}")

@@ -9,8 +9,10 @@ small filter over every position of the image and so knows from the start that a
 wherever it is; an MLP has a separate weight for every pixel and must learn that from examples.
 
 Augmentation, fairly: every training batch is warped at random (rotation ≤ 10°, scale ±10 %, shift of
-±1 whole pixel; `dlconcepts.data.augment`), validation and test images never are. Warps help a CNN and
-can hurt an MLP, so the MLP is offered both: for each depth in `mlp_depths`, its width is chosen so its
+±1 whole pixel; `dlconcepts.data.augment`), validation and test images never are. Data parallel (torchrun,
+`dlc run cnn-digits --nproc N`), each process warps its own rows of every batch from its own stream,
+`seed_for_rank(seed, rank)`, so N processes train on other warps than one process does (by design).
+Warps help a CNN and can hurt an MLP, so the MLP is offered both: for each depth in `mlp_depths`, its width is chosen so its
 parameter count is as close as whole units allow to the CNN's (within 1 % at the defaults), it is trained with and without the
 warps, and the candidate with the best *validation* accuracy is kept. A model trained on shifted images
 predicts by averaging its softmax over the image and its four one-pixel shifts (test-time augmentation,
@@ -32,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from dlconcepts import distributed
 from dlconcepts.config import param
 from dlconcepts.data.augment import RandomAffine, average_over_shifts
 from dlconcepts.data.digits import DIGIT_CLASSES, ImageSet, check_mnist_folder, load_digit_images, split_images
@@ -40,6 +43,7 @@ from dlconcepts.labs.base import Lab, LabContext, Result
 from dlconcepts.nets.cnn import DigitsCNN
 from dlconcepts.nets.mlp import mlp, mlp_parameter_count, mlp_sizes_for_budget
 from dlconcepts.report import figures
+from dlconcepts.runtime import seed_for_rank
 from dlconcepts.train import EarlyStopping, LRScheduler, ProgressBar, Trainer, accuracy, confusion_matrix
 from dlconcepts.train.metrics import mcnemar_exact, wilson_interval
 
@@ -76,6 +80,17 @@ class Config:
 # -- training: one recipe for every model ----------------------------------------------------------
 
 
+def training_warps(cfg: Config, seed: int, rank: int = 0) -> RandomAffine:
+    """The random warps of the training batches of process `rank` (0 when there is one process).
+
+    Data parallel, each rank warps only its own rows of every batch: from one shared seed, the rows at the
+    same place on two ranks would be warped alike at every step. Each rank draws from its own stream,
+    `seed_for_rank(seed, rank)`; rank 0's is the one-process stream, so one process warps as it always did.
+    """
+    return RandomAffine(cfg.max_rotation, cfg.max_scale, cfg.max_shift, integer_shift=True,
+                        seed=seed_for_rank(seed, rank))
+
+
 def train_model(model: nn.Module, cfg: Config, ctx: LabContext, X: np.ndarray, y: np.ndarray, split: Split,
                 seed: int, desc: str, augment: bool) -> Trainer:
     """AdamW + cosine schedule + label-smoothed cross-entropy (+ the training-batch warps); best validation epoch kept."""
@@ -85,11 +100,11 @@ def train_model(model: nn.Module, cfg: Config, ctx: LabContext, X: np.ndarray, y
         # patience 0 = never stop early, but still restore the weights of the best validation loss.
         EarlyStopping(cfg.patience or cfg.epochs + 1, monitor="valid_loss", restore_best=True),
     ]
-    warps = RandomAffine(cfg.max_rotation, cfg.max_scale, cfg.max_shift, integer_shift=True, seed=seed) if augment else None
+    warps = training_warps(cfg, seed, distributed.current().rank) if augment else None
     trainer = Trainer(
         model, nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing), "adamw", lr=cfg.lr,
         weight_decay=cfg.weight_decay, batch_size=cfg.batch_size, metrics={"accuracy": accuracy},
-        callbacks=callbacks, device=ctx.runtime.device, seed=seed, augment=warps,
+        callbacks=callbacks, device=ctx.runtime.device, seed=seed, augment=warps, checkpoints=ctx.checkpoints,
     )
     trainer.fit(X[split.train], y[split.train], cfg.epochs, valid=(X[split.valid], y[split.valid]))
     return trainer
@@ -339,4 +354,5 @@ LAB = Lab(
     run=run,
     quick={"epochs": 2, "channels": (8, 16), "mlp_depths": (1, 2), "misclassified_shown": 16},
     path_options=("mnist",),
+    multiprocess=True,
 )

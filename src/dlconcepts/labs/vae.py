@@ -98,7 +98,7 @@ def run(cfg: Config, ctx: LabContext) -> Result:
     model = make_vae(cfg.arch, data.image_shape, cfg.latent, cfg.hidden, cfg.channels, cfg.activation,
                      cfg.likelihood, cfg.sigma)
     trainer = VAETrainer(model, cfg.optimizer, lr=cfg.lr, batch_size=cfg.batch_size, warmup_epochs=cfg.warmup_epochs,
-                         lr_schedule=cfg.lr_schedule, device=device, seed=seed,
+                         lr_schedule=cfg.lr_schedule, device=device, seed=seed, checkpoints=ctx.checkpoints,
                          callbacks=[ProgressBar(epochs, desc="vae", enabled=ctx.progress)])
     history = trainer.fit(X[split.train], epochs, X[split.valid])
 
@@ -249,4 +249,5 @@ LAB = Lab(
     quick={"epochs": 3, "mnist_epochs": 1, "elbo_samples": 2, "iw_samples": 8, "prior_samples": 16, "traversal_steps": 4},
     prefers_cpu="the digits' VAE is too small to gain from a GPU (MNIST with arch=conv may: pass --device cuda)",
     path_options=("mnist",),
+    multiprocess=True,
 )

@@ -22,6 +22,13 @@
 
 Every random draw (shuffling, ε) comes from a generator seeded by the caller, on the CPU, so a run
 repeats exactly for a seed and gives the same draws on a CUDA device.
+
+Under torchrun both loops are data parallel: the autoencoder through the `Trainer`, the VAE as the
+Trainer does it — DistributedDataParallel around the model, the same permutation on every rank, each
+rank every N-th image of each global batch (`distributed.rows_of_rank`), its mean loss weighted by its
+share, the losses logged summed over the ranks. Every rank draws ε for the whole global batch from the
+shared generator and keeps the rows of its own images, so N processes use the ε one process uses and
+take the same steps (tests/test_distributed_labs.py: equal to 1e-10 in float64).
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from dlconcepts import distributed
+from dlconcepts.checkpoints import Checkpoints
 from dlconcepts.errors import TrainingDiverged
 from dlconcepts.losses import (
     bernoulli_nll,
@@ -47,7 +56,7 @@ from dlconcepts.losses import (
 from dlconcepts.nets.autoencoder import VAE
 from dlconcepts.train.callbacks import LRScheduler
 from dlconcepts.train.optim import make_optimizer
-from dlconcepts.train.trainer import History, Trainer, guarded_step
+from dlconcepts.train.trainer import History, Trainer, guarded_step, load_loop_state, local_loop_state, loop_state
 
 LR_SCHEDULES = ("cosine", "constant")
 
@@ -74,6 +83,7 @@ def fit_autoencoder(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
     seed: int = 0,
+    checkpoints: Checkpoints | None = None,
 ) -> Trainer:
     """Minimize the per-pixel reconstruction MSE of `model` (images in, images out); returns the Trainer
     (its `history` holds train_loss / valid_loss per epoch, its `predict` the reconstructions)."""
@@ -81,7 +91,7 @@ def fit_autoencoder(
         raise ValueError(f"lr_schedule {lr_schedule!r} is not one of {', '.join(LR_SCHEDULES)}")
     schedule = [_cosine(epochs)] if lr_schedule == "cosine" else []
     trainer = Trainer(model, reconstruction_mse, optimizer, lr=lr, batch_size=batch_size,
-                      callbacks=[*schedule, *callbacks], device=device, dtype=dtype, seed=seed)
+                      callbacks=[*schedule, *callbacks], device=device, dtype=dtype, seed=seed, checkpoints=checkpoints)
     valid = None if valid_images is None else (valid_images, valid_images)
     trainer.fit(train_images, train_images, epochs, valid=valid)  # the targets are the inputs
     return trainer
@@ -211,9 +221,12 @@ def reconstruction_nll(model: VAE, decoded: torch.Tensor, x: torch.Tensor) -> to
     return gaussian_nll(decoded, x, model.sigma, "none")
 
 
-def elbo_terms(model: VAE, x: torch.Tensor, eps: torch.Tensor) -> ElboTerms:
-    """One-sample ELBO parts for images x with the noise ε given: z = μ + σ·ε, −log p(x|z), KL in closed form."""
-    out = model(x, eps)
+def elbo_terms(model: VAE, x: torch.Tensor, eps: torch.Tensor, forward: nn.Module | None = None) -> ElboTerms:
+    """One-sample ELBO parts for images x with the noise ε given: z = μ + σ·ε, −log p(x|z), KL in closed form.
+
+    `forward` is the module to call instead of `model` itself (data parallel: the DistributedDataParallel
+    wrapper, whose backward averages the gradients over the ranks); `model` still says the likelihood."""
+    out = (model if forward is None else forward)(x, eps)
     return ElboTerms(
         reconstruction=reconstruction_nll(model, out.decoded, x),
         kl=gaussian_kl_to_standard_normal(out.mu, out.log_var, "none"),
@@ -269,6 +282,18 @@ def importance_weighted_nll(model: VAE, x: torch.Tensor, samples: int, generator
 # --- the VAE's loop -------------------------------------------------------------------------------
 
 
+def data_parallel(model: nn.Module, device: torch.device) -> tuple[nn.Module, nn.Module]:
+    """`model` wrapped for data parallel training in the process group this process joined, as the Trainer
+    wraps its own: BatchNorm synchronized over the ranks, DistributedDataParallel around it (on CUDA
+    driving the GPU `distributed.join` made current). DDP starts every rank from rank 0's weights and
+    averages the gradients over the ranks in backward. Returns (plain model, the module to call)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    model = distributed.with_synchronized_batchnorm(model, device)
+    ids = [torch.cuda.current_device()] if device.type == "cuda" else None
+    return model, DistributedDataParallel(model, device_ids=ids)
+
+
 class VAETrainer:
     """Minimize the negative ELBO of a `VAE` by mini-batch gradient descent, its parts logged apart.
 
@@ -279,6 +304,9 @@ class VAETrainer:
     Validation uses the same seeded ε every epoch, so its curve moves only when the model does.
 
     Pitfall: with β < 1 the training loss is not the −ELBO; compare models by `*_neg_elbo`.
+
+    `group`: the process group to train data parallel in (default: the one this process joined under
+    torchrun, `distributed.current()`); N processes take the steps one process takes with the same batches.
     """
 
     def __init__(
@@ -294,6 +322,8 @@ class VAETrainer:
         device: str | torch.device = "cpu",
         dtype: torch.dtype | None = None,
         seed: int = 0,
+        group: distributed.Group | None = None,
+        checkpoints: Checkpoints | None = None,
     ):
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1 or None for full batch; got {batch_size}")
@@ -304,12 +334,18 @@ class VAETrainer:
         self.device = torch.device(device)
         self.dtype = dtype or torch.get_default_dtype()
         self.model = model.to(device=self.device, dtype=self.dtype)
+        self.group = group if group is not None else distributed.current()
+        # The module the training steps call; `self.model` stays the plain VAE (evaluation, state_dict).
+        self.forward_module: nn.Module = self.model
+        if self.group.distributed:
+            self.model, self.forward_module = data_parallel(self.model, self.device)
         self.optimizer = make_optimizer(optimizer, self.model.parameters(), lr=lr)
         self.batch_size = batch_size
         self.warmup_epochs = warmup_epochs
         self.lr_schedule = lr_schedule
         self.callbacks = list(callbacks)
         self.seed = seed
+        self.checkpoints = checkpoints if checkpoints is not None else Checkpoints.disabled()
         self.generator = torch.Generator().manual_seed(seed)  # shuffling and the training ε
         self.history = History()
         self.stop_training = False
@@ -335,23 +371,34 @@ class VAETrainer:
         last_good = [p.clone() for p in params]
         for cb in callbacks:
             cb.on_fit_start(self)
+        # One stage of the run's checkpoints, saved and resumed as the Trainer's are (ε comes from the
+        # shuffling generator, so the loop state holds both streams).
+        stage = self.checkpoints.stage("vae", f"VAE, {epochs} epochs")
+        first_epoch, finished = 1, False
+        if stage.saved is not None:
+            first_epoch = load_loop_state(self, stage.saved, last_good, callbacks) + 1
+            finished = stage.saved.finished
+            stage.restore_rng()
         self.model.train()
         n = len(X)
         full_batch = self.batch_size is None or self.batch_size >= n
+        if self.group.distributed and min(n, self.batch_size or n) < self.group.world_size:
+            raise ValueError(f"{self.group.world_size} processes need batches of at least {self.group.world_size} images; "
+                             f"got {min(n, self.batch_size or n)}")
+        epoch = first_epoch - 1
+        stage.enter()
         try:
-            for epoch in range(1, epochs + 1):
+            for epoch in range(first_epoch, 1 + (epochs if not finished else 0)):
                 beta = kl_warmup_weight(epoch, self.warmup_epochs)
-                order = torch.arange(n) if full_batch else torch.randperm(n, generator=self.generator)
+                order = None if full_batch else torch.randperm(n, generator=self.generator)
                 sums = {"loss": 0.0, "reconstruction": 0.0, "kl": 0.0}
-                for idx in torch.split(order, n if full_batch else self.batch_size):  # type: ignore[arg-type]
-                    xb = X[idx.to(self.device)] if not full_batch else X
-                    terms = elbo_terms(self.model, xb, self._noise(len(xb), self.generator))
-                    value = guarded_step(terms.loss(beta), self.optimizer, params, last_good,
-                                         partial(self._diverged, epoch))
+                for rows in (None,) if order is None else torch.split(order, self.batch_size):  # type: ignore[arg-type]
+                    loss, value, reconstruction, kl = self._step_loss(X, rows, beta)
+                    value = guarded_step(loss, self.optimizer, params, last_good, partial(self._diverged, epoch), value)
                     self.steps += 1
-                    sums["loss"] += value * len(xb)
-                    sums["reconstruction"] += terms.reconstruction.detach().sum().item()
-                    sums["kl"] += terms.kl.detach().sum().item()
+                    sums["loss"] += value * (n if rows is None else len(rows))
+                    sums["reconstruction"] += reconstruction
+                    sums["kl"] += kl
                 logs: dict[str, float] = {"epoch": epoch, "kl_weight": beta, "train_loss": sums["loss"] / n,
                                           "train_reconstruction": sums["reconstruction"] / n, "train_kl": sums["kl"] / n}
                 logs["train_neg_elbo"] = logs["train_reconstruction"] + logs["train_kl"]
@@ -363,10 +410,38 @@ class VAETrainer:
                     cb.on_epoch_end(self, epoch, logs)
                 if self.stop_training:
                     break
+                stage.epoch_end(epoch, partial(loop_state, self, epoch, last_good, callbacks), partial(local_loop_state, None))
         finally:
+            stage.leave()
             for cb in callbacks:
                 cb.on_fit_end(self)
+        if not finished:
+            stage.finish(epoch, loop_state(self, epoch, last_good, callbacks))
         return self.history
+
+    def _step_loss(self, X: torch.Tensor, rows: torch.Tensor | None, beta: float):
+        """One global batch of images (`rows`; None = every image) as this rank sees it: the loss to
+        backpropagate, the global batch's mean loss (None in one process: the loss itself is that), and
+        the reconstruction and KL summed over the global batch's images."""
+        n_global = len(X) if rows is None else len(rows)
+        # ε for the whole global batch, on every rank, from the generator every rank shares: each rank keeps
+        # the rows of ε that belong to its images, so N processes use exactly the ε one process uses.
+        eps = self._noise(n_global, self.generator)
+        if not self.group.distributed:
+            terms = elbo_terms(self.model, X if rows is None else X[rows.to(self.device)], eps)
+            return (terms.loss(beta), None, terms.reconstruction.detach().sum().item(),
+                    terms.kl.detach().sum().item())
+        everyone = torch.arange(n_global) if rows is None else rows
+        mine = distributed.rows_of_rank(everyone, self.group)
+        terms = elbo_terms(self.model, X[mine.to(self.device)], distributed.rows_of_rank(eps, self.group),
+                           forward=self.forward_module)
+        local = terms.loss(beta)
+        # DDP averages the gradients over the ranks; weighting each rank's mean by its share of the global
+        # batch makes that average the gradient of the global batch's mean, shares of unequal size included.
+        share = len(mine) / n_global
+        mine_summed = torch.stack([local.detach() * share, terms.reconstruction.detach().sum(), terms.kl.detach().sum()])
+        value, reconstruction, kl = distributed.sum_over_ranks(mine_summed, self.group).tolist()
+        return local * (share * self.group.world_size), value, reconstruction, kl
 
     def _diverged(self, epoch: int, value: float) -> None:
         self.history.stop_reason = f"diverged at epoch {epoch}"
@@ -401,6 +476,7 @@ __all__ = [
     "ElboTerms",
     "VAETrainer",
     "autoencoder_mse",
+    "data_parallel",
     "decode_codes",
     "elbo_terms",
     "encode_images",

@@ -110,6 +110,46 @@ def guarded_step(
     return value
 
 
+# -- checkpoints: the state of a training loop (the Trainer's, the VAETrainer's) -------------------------
+
+def loop_state(trainer: Any, epoch: int, last_good: list[torch.Tensor], callbacks: Sequence[Any]) -> dict[str, Any]:
+    """Everything a trainer's next epoch depends on, the same on every rank: the model, the optimizer, the
+    shuffling generator (with the epoch, the position in the data order), the step count, the snapshot the
+    divergence guard falls back on, the history and the callbacks' states (schedule, early stopping)."""
+    return {
+        "epoch": epoch, "steps": trainer.steps, "stop_training": trainer.stop_training,
+        "model": trainer.model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
+        "generator": trainer.generator.get_state(), "last_good": list(last_good),
+        "history": trainer.history.as_dict(),
+        "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else {} for cb in callbacks],
+    }
+
+
+def local_loop_state(augment: Any) -> dict[str, Any]:
+    """What differs between ranks besides the RNG streams: the augmentation's own generator."""
+    generator = getattr(augment, "generator", None)
+    return {"augment": generator.get_state()} if isinstance(generator, torch.Generator) else {}
+
+
+def load_loop_state(trainer: Any, saved: Saved, last_good: list[torch.Tensor], callbacks: Sequence[Any],
+                    augment: Any = None) -> int:
+    """Put a saved `loop_state` back into `trainer` (after its callbacks' on_fit_start); returns its epoch."""
+    state = saved.state
+    trainer.model.load_state_dict(state["model"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    trainer.generator.set_state(state["generator"])
+    torch._foreach_copy_(last_good, [t.to(last_good[0].device) for t in state["last_good"]])
+    trainer.steps, trainer.stop_training = state["steps"], state["stop_training"]
+    history = state["history"]
+    trainer.history = History(list(history["epochs"]), history["stop_reason"], history["best_epoch"])
+    for cb, cb_state in zip(callbacks, state["callbacks"]):
+        if hasattr(cb, "load_state_dict"):
+            cb.load_state_dict(cb_state)
+    if "augment" in saved.local:
+        augment.generator.set_state(saved.local["augment"])
+    return state["epoch"]
+
+
 def _outputs_probabilities(model: nn.Module) -> bool:
     last = None
     for last in model.modules():
@@ -184,6 +224,12 @@ class Trainer:
             # On CUDA each rank drives the GPU `distributed.join` made current (its LOCAL_RANK).
             ids = [torch.cuda.current_device()] if self.device.type == "cuda" else None
             self.forward_module = DistributedDataParallel(self.model, device_ids=ids)
+            # Every rank was seeded alike, so that the models start alike; from here on each rank draws dropout
+            # masks of its own (rank 0 keeps its stream, so one process and rank 0 draw what they drew before).
+            if self.group.rank > 0:
+                from dlconcepts.runtime import seed_for_rank
+
+                torch.manual_seed(seed_for_rank(torch.initial_seed(), self.group.rank))
         self.loss_fn = loss_fn
         if isinstance(optimizer, str):
             optimizer = make_optimizer(optimizer, self.model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -277,47 +323,18 @@ class Trainer:
                     cb.on_epoch_end(self, epoch, logs)
                 if self.stop_training:
                     break
-                stage.epoch_end(epoch, partial(self._state, epoch, last_good), self._local_state)
+                stage.epoch_end(epoch, partial(loop_state, self, epoch, last_good, self.callbacks),
+                                partial(local_loop_state, self.augment))
         finally:
             stage.leave()
             for cb in self.callbacks:
                 cb.on_fit_end(self)
         if not finished:
-            stage.finish(epoch, self._state(epoch, last_good), self._local_state())
+            stage.finish(epoch, loop_state(self, epoch, last_good, self.callbacks), local_loop_state(self.augment))
         return self.history
 
-    # -- checkpoints ----------------------------------------------------------------------------
-    def _state(self, epoch: int, last_good: list[torch.Tensor]) -> dict[str, Any]:
-        """Everything the next epoch depends on, the same on every rank."""
-        return {
-            "epoch": epoch, "steps": self.steps, "stop_training": self.stop_training,
-            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
-            "generator": self.generator.get_state(), "last_good": list(last_good),
-            "history": self.history.as_dict(),
-            "callbacks": [cb.state_dict() if hasattr(cb, "state_dict") else {} for cb in self.callbacks],
-        }
-
-    def _local_state(self) -> dict[str, Any]:
-        """What differs between ranks besides the RNG streams: the augmentation's own generator."""
-        generator = getattr(self.augment, "generator", None)
-        return {"augment": generator.get_state()} if isinstance(generator, torch.Generator) else {}
-
     def _load_state(self, saved: Saved, last_good: list[torch.Tensor]) -> int:
-        """Put a saved state back; returns its epoch."""
-        state = saved.state
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.generator.set_state(state["generator"])
-        torch._foreach_copy_(last_good, [t.to(self.device) for t in state["last_good"]])
-        self.steps, self.stop_training = state["steps"], state["stop_training"]
-        history = state["history"]
-        self.history = History(list(history["epochs"]), history["stop_reason"], history["best_epoch"])
-        for cb, cb_state in zip(self.callbacks, state["callbacks"]):
-            if hasattr(cb, "load_state_dict"):
-                cb.load_state_dict(cb_state)
-        if "augment" in saved.local:
-            self.augment.generator.set_state(saved.local["augment"])
-        return state["epoch"]
+        return load_loop_state(self, saved, last_good, self.callbacks, self.augment)
 
     def _step_loss(self, X: torch.Tensor, y: torch.Tensor, rows: torch.Tensor | None):
         """The predictions for this rank's rows of one global batch (`rows`; None = every row), their
