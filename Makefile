@@ -12,7 +12,7 @@ BIN    := $(VENV)/bin
 TV_VENV     ?= .venv-torchvision
 TORCHVISION ?= torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test test-notebooks notebooks test-torchvision bench clean
+.PHONY: demo test test-notebooks test-resume notebooks test-torchvision bench clean
 
 $(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,11 @@ test: $(VENV)/.installed
 # Only the notebooks: each one executed top to bottom in a fresh kernel, quick mode (make test runs them too).
 test-notebooks: $(VENV)/.installed
 	$(BIN)/python -m pytest -q tests/test_notebooks.py
+
+# Every resumable lab killed with SIGKILL three times and resumed, against a run never stopped (the default
+# suite kills three of them); about 8 minutes on 2 cores.
+test-resume: $(VENV)/.installed
+	DLC_RESUME_ALL=1 $(BIN)/python -m pytest -q tests/test_resume.py
 
 # Open the notebooks in JupyterLab (installed into .venv on first use). Set DLC_QUICK=1 for seconds-long runs.
 notebooks: $(VENV)/.installed
@@ -53,6 +58,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/many_models.py
 	$(BIN)/python benchmarks/cnn_throughput.py
 	$(BIN)/python benchmarks/ddp_scaling.py
+	$(BIN)/python benchmarks/checkpoint_cost.py
 	$(BIN)/python benchmarks/ppo_vs_sb3.py
 
 clean:

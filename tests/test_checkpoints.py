@@ -119,6 +119,65 @@ def test_a_trainer_stopped_mid_run_resumes_to_the_same_weights(tmp_path):
     assert torch.equal(resumed_after, after)
 
 
+def _train_gan(checkpoints: Checkpoints, stop_at: int | None = None):
+    """A small game with dropout in D (global RNG), a weight average, snapshots and an epoch hook with a
+    generator of its own: all of it must come back."""
+    from dlconcepts.nets.mlp import mlp
+    from dlconcepts.train.gan import sample_noise, train_gan
+
+    data = torch.randn(96, 2, generator=torch.Generator().manual_seed(0)) * 0.5 + 1.0
+    torch.manual_seed(1)
+    generator, discriminator = mlp((3, 16, 2), "relu"), mlp((2, 16, 1), "relu", dropout=0.2)
+    hook_noise = torch.Generator().manual_seed(2)
+
+    def hook(epoch, g, d):
+        return {"mean": g(sample_noise(8, 3, hook_noise)).mean().item()}
+
+    stop = [StopAt(checkpoints, stop_at)] if stop_at is not None else []
+    history = train_gan(generator, discriminator, data, latent_dim=3, epochs=8, batch_size=16, average_decay=0.9,
+                        snapshot_epochs=(0, 4, 8), on_epoch_end=hook, callbacks=stop, seed=3,
+                        checkpoints=checkpoints, hook_generators=[hook_noise])
+    return generator, discriminator, history
+
+
+def test_a_gan_stopped_mid_game_resumes_to_the_same_players(tmp_path):
+    generator, discriminator, history = _train_gan(Checkpoints.disabled())
+    path = tmp_path / "checkpoint.pt"
+    with pytest.raises(RunInterrupted, match="epoch 3"):
+        _train_gan(Checkpoints(path, every_epochs=100), stop_at=3)
+    torch.manual_seed(99)
+    g, d, resumed = _train_gan(Checkpoints(path, saved=load_file(path)))
+    for a, b in [(generator, g), (discriminator, d), (history.averaged_generator, resumed.averaged_generator)]:
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert resumed.epochs == history.epochs and resumed.steps == history.steps
+    assert sorted(resumed.snapshots) == [0, 4, 8]
+    assert all(np.array_equal(resumed.snapshots[k], history.snapshots[k]) for k in history.snapshots)
+
+
+def _train_vae(checkpoints: Checkpoints, stop_at: int | None = None):
+    from dlconcepts.nets.autoencoder import make_vae
+    from dlconcepts.train.self_supervised import VAETrainer
+
+    images = torch.rand(64, 1, 6, 6, generator=torch.Generator().manual_seed(0))
+    torch.manual_seed(1)
+    model = make_vae("mlp", (1, 6, 6), 2, (16,), (4,), "relu", "bernoulli", 0.1)
+    stop = [StopAt(checkpoints, stop_at)] if stop_at is not None else []
+    trainer = VAETrainer(model, "adam", lr=1e-2, batch_size=16, warmup_epochs=3, callbacks=stop, seed=2,
+                         checkpoints=checkpoints)
+    return model, trainer.fit(images[:48], 7, images[48:])
+
+
+def test_a_vae_stopped_mid_run_resumes_to_the_same_weights(tmp_path):
+    model, history = _train_vae(Checkpoints.disabled())
+    path = tmp_path / "checkpoint.pt"
+    with pytest.raises(RunInterrupted, match="epoch 4"):
+        _train_vae(Checkpoints(path, every_epochs=100), stop_at=4)
+    torch.manual_seed(99)
+    resumed, resumed_history = _train_vae(Checkpoints(path, saved=load_file(path)))
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), resumed.state_dict().values()))
+    assert resumed_history.epochs == history.epochs
+
+
 def test_a_finished_stage_is_put_back_without_training(tmp_path):
     path = tmp_path / "checkpoint.pt"
     checkpoints = Checkpoints(path)

@@ -1,8 +1,9 @@
 """Resume: every resumable lab, killed with SIGKILL at three seeded random moments and resumed each time,
 ends with the weights and metrics of a run that was never stopped, bit for bit (on the CPU).
 
-The default suite kills one lab of each kind of training loop (the Trainer, the GAN game, a many-model
-study, PPO); `DLC_RESUME_ALL=1` (`make test-resume`) kills every resumable lab, about five minutes more:
+The default suite kills three labs (the Trainer's loop, a many-model study, PPO; tests/test_checkpoints.py
+stops and resumes the GAN's and the VAE's loops in-process); `DLC_RESUME_ALL=1` (`make test-resume`)
+kills every resumable lab, about eight minutes more on two cores:
 
     DLC_RESUME_ALL=1 .venv/bin/python -m pytest -q tests/test_resume.py
 
@@ -40,6 +41,9 @@ RESUMABLE = {
     "gan": (["epochs=12", "classifier_epochs=6"], "1", 0.3),
     "regularization": (["epochs=100"], "1", 0.3),
     "variance": (["epochs=100", "cls_epochs=100"], "1", 0.3),
+    "cnn-digits": (["epochs=6"], "1", 0.3),
+    "autoencoder": (["epochs=12"], "1", 0.3),
+    "vae": (["epochs=12"], "1", 0.3),
     "ppo-cartpole": (["total_steps=16000"], "1", 0.3),
     "ppo-pendulum": (["total_steps=16384", "eval_every=4096", "eval_episodes=5"], "1", 0.3),
 }
@@ -135,8 +139,8 @@ def comparable_metrics(run_dir: Path) -> dict:
     return without_clock_readings(json.loads((run_dir / "metrics.json").read_text()))
 
 
-# One lab per kind of loop runs by default; the others with DLC_RESUME_ALL=1 (same loops, other labs' code).
-IN_THE_DEFAULT_SUITE = {"mlp-classification", "gan-1d", "regularization", "ppo-cartpole"}
+# Three labs run by default; the others with DLC_RESUME_ALL=1 (the same loops in other labs' code).
+IN_THE_DEFAULT_SUITE = {"mlp-classification", "regularization", "ppo-cartpole"}
 EVERY_LAB = os.environ.get("DLC_RESUME_ALL") == "1"
 
 
