@@ -35,13 +35,23 @@ TIMEOUT_S = 120
 
 
 def test_checkpoint_every_reads_epochs_or_seconds():
-    assert parse_every("5") == (5, 30.0)
+    assert parse_every("5") == (5, None)
     assert parse_every("2.5s") == (None, 2.5)
-    assert parse_every(None) == (None, 30.0)
+    assert parse_every(None) == (None, None)
     assert parse_every("off") == (None, float("inf"))
     for bad in ("0", "-3", "fast", "0s", "1.5"):
         with pytest.raises(UserError, match="--checkpoint-every"):
             parse_every(bad)
+
+
+def test_by_default_saving_takes_at_most_two_percent_of_the_time():
+    checkpoints = Checkpoints.disabled()
+    checkpoints.last_save_took = 0.1  # the last save took 0.1 s: the next one waits 49 × 0.1 s
+    checkpoints.last_save = time.monotonic() - 4.0
+    assert not checkpoints._due(epoch=7)
+    checkpoints.last_save = time.monotonic() - 5.0
+    assert checkpoints._due(epoch=8)
+    assert Checkpoints.disabled()._due(epoch=1)  # nothing saved yet: the first epoch's end saves
 
 
 def test_rng_streams_come_back_where_they_were():

@@ -14,9 +14,11 @@ again; putting the RNG streams back where each stage left them makes everything 
 uninterrupted run drew. On the CPU the result is bit-identical (tests/test_resume.py kills runs with
 SIGKILL at random points and compares).
 
-When to save: every `every_epochs` epochs if given, otherwise whenever `every_seconds` have passed since
-the last save (a 1 ms full-batch epoch must not write a file each time), at the end of every stage, and
-when the run is asked to stop: the first SIGTERM or SIGINT inside a stage is held until the epoch ends,
+When to save: by default at an epoch's end whenever the time since the last save is at least 49 times what
+that save took, so that saving never takes more than 2 % of a run however short its epochs (a 1 ms
+full-batch epoch must not write a file each time; a 10 ms save on a 40 ms epoch waits half a second);
+every `every_epochs` epochs or `every_seconds` seconds where asked; at the end of every stage; and when
+the run is asked to stop: the first SIGTERM or SIGINT inside a stage is held until the epoch ends,
 the state is saved and `RunInterrupted` is raised; outside a stage (or at a second signal) the run stops at
 once, losing only what came after the last save.
 
@@ -47,7 +49,7 @@ from dlconcepts.errors import UserError
 
 FORMAT = 1
 CHECKPOINT_FILE = "checkpoint.pt"
-DEFAULT_EVERY_SECONDS = 30.0
+SAVING_SHARE = 0.02  # the default policy's bound on the share of a run's time spent saving
 
 
 class RunInterrupted(UserError):
@@ -128,13 +130,15 @@ class Checkpoints:
 
     Args:
         path: the checkpoint file; None keeps nothing (a notebook's run, a test) but stages still work.
-        every_epochs: save every this many epochs / updates; None: by time, every `every_seconds`.
+        every_epochs: save every this many epochs / updates.
+        every_seconds: save when this many seconds have passed since the last save (inf: only at the ends
+            of stages and when asked to stop). Neither: the default, at most `SAVING_SHARE` of the time.
         saved: the contents of the file being resumed (`load_file`), None for a fresh run.
         group: the processes of a torchrun job (rank 0 writes; all agree when to save).
     """
 
     def __init__(self, path: str | Path | None = None, every_epochs: int | None = None,
-                 every_seconds: float = DEFAULT_EVERY_SECONDS, saved: dict[str, Any] | None = None,
+                 every_seconds: float | None = None, saved: dict[str, Any] | None = None,
                  group: distributed.Group = distributed.SINGLE, lab: str = ""):
         if every_epochs is not None and every_epochs < 1:
             raise UserError(f"--checkpoint-every {every_epochs} is impossible; give 1 or more epochs, or seconds like 30s")
@@ -152,6 +156,7 @@ class Checkpoints:
             self.resumed = list(saved["stages"])
         self.opened = 0
         self.last_save = time.monotonic()
+        self.last_save_took = 0.0
         self.stop_signal: int | None = None
         self.active: Stage | None = None
         self.saves = 0
@@ -181,10 +186,13 @@ class Checkpoints:
     def _due(self, epoch: int) -> bool:
         """Whether to save at this epoch's end; under torchrun every rank saves at the same step, or none does,
         and a stop asked of any rank (a signal reaches them at different moments) stops them all."""
+        since = time.monotonic() - self.last_save
         if self.every_epochs is not None:
             due = epoch % self.every_epochs == 0
+        elif self.every_seconds is not None:
+            due = since >= self.every_seconds
         else:
-            due = time.monotonic() - self.last_save >= self.every_seconds
+            due = since * SAVING_SHARE >= self.last_save_took * (1 - SAVING_SHARE)
         due = due or self.stop_signal is not None
         if self.group.distributed:
             flags = torch.tensor([1.0 if due else 0.0, float(self.stop_signal or 0)])
@@ -196,6 +204,7 @@ class Checkpoints:
 
     def _record(self, index: int, kind: str, description: str, state: dict, local: dict, finished: bool,
                 epoch: int) -> None:
+        start = time.perf_counter()
         local = {**local, "rng": rng_state()}
         everyone = distributed.gather_objects(local, self.group) if self.group.distributed else [local]
         entry = {"kind": kind, "description": description, "finished": finished, "epoch": epoch,
@@ -205,20 +214,20 @@ class Checkpoints:
         else:
             self.stages.append(entry)
         self._write()
+        self.last_save_took = time.perf_counter() - start  # copying and gathering count too
+        self.save_seconds += self.last_save_took
+        self.last_save = time.monotonic()
 
     def _write(self) -> None:
         if self.path is None or not self.group.is_main:
             return
         from dlconcepts.runs import atomic_write_bytes
 
-        start = time.perf_counter()
         buffer = io.BytesIO()
         torch.save({"format": FORMAT, "lab": self.lab, "world_size": self.group.world_size, "stages": self.stages},
                    buffer)
         atomic_write_bytes(self.path, buffer.getvalue())
         self.saves += 1
-        self.save_seconds += time.perf_counter() - start
-        self.last_save = time.monotonic()
 
     def where_resumed(self) -> str:
         """Where a resumed run takes up: 'from stage 2 (fit), epoch 14' or 'from the start (no checkpoint)'."""
@@ -320,11 +329,12 @@ class StopOnSignals:
             signal.signal(signum, handler)
 
 
-def parse_every(text: str | None) -> tuple[int | None, float]:
+def parse_every(text: str | None) -> tuple[int | None, float | None]:
     """`--checkpoint-every`: '5' = every 5 epochs (or PPO updates), '30s' = every 30 seconds, 'off' = only at
-    the end of each training loop and when asked to stop (what a benchmark of the saving's cost compares with)."""
+    the end of each training loop and when asked to stop (what a benchmark of the saving's cost compares with);
+    None = the default (as often as 2 % of the time allows)."""
     if text is None:
-        return None, DEFAULT_EVERY_SECONDS
+        return None, None
     raw = text.strip().lower()
     if raw == "off":
         return None, math.inf
@@ -336,7 +346,7 @@ def parse_every(text: str | None) -> tuple[int | None, float]:
         else:
             epochs = int(raw)
             if epochs >= 1:
-                return epochs, DEFAULT_EVERY_SECONDS
+                return epochs, None
     except ValueError:
         pass
     raise UserError(f"--checkpoint-every {text!r} is not understood; give epochs (e.g. 5), seconds (e.g. 30s) or off")

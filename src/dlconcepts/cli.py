@@ -69,8 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint, with its "
                      "own lab, config and seed (no lab id or --set then)")
     run.add_argument("--checkpoint-every", metavar="N|Ss|off", help="save a checkpoint every N epochs (PPO: updates), "
-                     "or every S seconds as in 30s (default 30s), or off; always at the end of each training loop "
-                     "and on SIGTERM / Ctrl-C")
+                     "or every S seconds as in 30s, or off (default: as often as 2%% of the run's time allows); "
+                     "always at the end of each training loop and on SIGTERM / Ctrl-C")
     run.add_argument("--max-restarts", type=int, default=0, metavar="K",
                      help="with --nproc: restart the processes up to K times after a failure, each time resuming "
                      "from the last checkpoint (torchrun's elastic restarts)")
