@@ -322,3 +322,24 @@ def test_the_course_index_names_an_interrupted_lab(tmp_path, monkeypatch):
     assert "| interrupted |" in index and "dlc run --resume" in index
     statuses = [e["status"] for e in json.loads((root / "metrics.json").read_text())["labs"]]
     assert statuses == ["ok", "interrupted"]
+
+
+def test_a_notebook_resumes_an_interrupted_run_as_the_cli_does(tmp_path):
+    """`dlconcepts.resume_lab` is `dlc run --resume` for a notebook: same runner, same refusals."""
+    import dlconcepts
+
+    proc = _dlc(tmp_path, "run", "mlp-classification", "--quick", "--quiet", "--set", "epochs=400",
+                "--checkpoint-every", "1", "--out", "runs")
+    deadline = time.monotonic() + TIMEOUT_S
+    while not list(tmp_path.glob("runs/*/checkpoint.pt")):
+        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _communicate(proc)
+    assert proc.returncode == 128 + signal.SIGINT
+    (run_dir,) = tmp_path.glob("runs/*")
+    resumed = dlconcepts.resume_lab(run_dir, quiet=True)
+    assert resumed.metrics["status"] == "completed" and resumed.metrics["resumes"] == 1
+    assert resumed.config["epochs"] == 400 and resumed.quick
+    with pytest.raises(UserError, match="is complete; nothing to resume"):
+        dlconcepts.resume_lab(run_dir)

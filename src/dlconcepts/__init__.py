@@ -4,7 +4,7 @@ Every lab follows the course's three steps: (1) define the function to be learne
 (3) find the parameters that minimize it.
 
 From Python (Jupyter, Colab): `dlconcepts.run_lab("mlp-regression", quick=True)` and
-`dlconcepts.labs_table()`; see `dlconcepts.notebook`.
+`dlconcepts.labs_table()`, and `dlconcepts.resume_lab(run_dir)` for an interrupted run; see `dlconcepts.notebook`.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from __future__ import annotations
 from typing import Any
 
 __version__ = "0.1.0"
-__all__ = ["__version__", "labs_table", "run_lab"]
+__all__ = ["__version__", "labs_table", "resume_lab", "run_lab"]
 
 
 def __getattr__(name: str) -> Any:
     # Imported on first use, so that `dlc --help` and `import dlconcepts` stay free of torch's start-up.
-    if name in ("run_lab", "labs_table"):
+    if name in ("run_lab", "resume_lab", "labs_table"):
         from dlconcepts import notebook
 
         return getattr(notebook, name)

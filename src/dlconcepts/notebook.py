@@ -118,7 +118,6 @@ def run_lab(
     key's type. A bad lab id, key or value raises the CLI's one-line `UserError` before anything is
     written.
     """
-    from dlconcepts.config import to_dict
     from dlconcepts.labs import get_lab
     from dlconcepts.labs.runner import RunSettings, resolve_config
     from dlconcepts.labs.runner import run_lab as run_with_runner
@@ -132,6 +131,25 @@ def run_lab(
     settings = RunSettings(quick=quick, device=device, seed=seed, threads=threads, deterministic=deterministic,
                            quiet=quiet, out=str(out))
     run, result = run_with_runner(lab, resolved, settings)
+    return _lab_run(lab, resolved, run, result, quick)
+
+
+def resume_lab(run_dir: str | Path, quiet: bool = False) -> LabRun:
+    """Continue an interrupted run (a kernel restarted, a job stopped) from its checkpoint, as
+    `dlc run --resume RUN_DIR` does: with the run's own lab, config and seed."""
+    import dataclasses
+
+    from dlconcepts.labs.runner import resume_request
+    from dlconcepts.labs.runner import run_lab as run_with_runner
+
+    lab, resolved, settings = resume_request(run_dir)
+    run, result = run_with_runner(lab, resolved, dataclasses.replace(settings, quiet=quiet), resume=Path(run_dir))
+    return _lab_run(lab, resolved, run, result, settings.quick)
+
+
+def _lab_run(lab: Any, resolved: Any, run: Any, result: Any, quick: bool) -> LabRun:
+    from dlconcepts.config import to_dict
+
     return LabRun(
         lab_id=lab.id,
         title=lab.title,
