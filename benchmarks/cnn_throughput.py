@@ -36,6 +36,8 @@ from torch import nn
 
 from dlconcepts.nets.cnn import DEFAULT_INPUT, build_cnn
 
+from common import load_average, positive_int
+
 SEED = 0
 MODEL = "lenet5"
 BATCH = 256
@@ -152,20 +154,6 @@ def results(lineup: list[Contender], args: argparse.Namespace) -> dict[str, Any]
     }
 
 
-def _load_average() -> str:
-    try:
-        return f"{os.getloadavg()[0]:.1f}"
-    except (AttributeError, OSError):  # not on Windows
-        return "unknown"
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1; got {value}")
-    return value
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=positive_int, default=40, help="timed training steps per measurement (default 40)")
@@ -184,11 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         f"{args.repeats} interleaved rounds of {args.steps} steps, each after {args.warmup} warm-up steps\n",
         flush=True,
     )
-    load_before = _load_average()
+    load_before = load_average()
     benchmark(lineup, args.steps, args.warmup, args.repeats)
     print(table(lineup, args.steps))
     # On a busy machine the all-threads contender waits for cores: say how busy it was.
-    print(f"\n1-minute load average: {load_before} before, {_load_average()} after, on {os.cpu_count()} CPUs")
+    print(f"\n1-minute load average: {load_before} before, {load_average()} after, on {os.cpu_count()} CPUs")
     if len(lineup) > 1:
         base = lineup[0].median(args.steps)
         print()

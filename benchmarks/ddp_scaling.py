@@ -41,6 +41,8 @@ from typing import Any
 
 import torch
 
+from common import load_average, positive_int
+
 WORKER_TIMEOUT_S = 600  # one contender's run, start-up included; a hung rendezvous must not hang the benchmark
 SEED = 0
 
@@ -226,20 +228,6 @@ def ratios(lineup: list[Contender], steps: int) -> list[str]:
         out.append(f"{c.name} / {gpus[0].name}: {c.median(steps) / gpus[0].median(steps):.2f} "
                    f"(ideal {c.processes}.00)")
     return out
-
-
-def load_average() -> str:
-    try:
-        return f"{os.getloadavg()[0]:.1f}"
-    except (AttributeError, OSError):
-        return "unknown"
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1; got {value}")
-    return value
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

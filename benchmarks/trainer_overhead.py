@@ -46,6 +46,8 @@ from dlconcepts.data import Standardizer, quadratic
 from dlconcepts.nets import mlp
 from dlconcepts.train import Trainer
 
+from common import positive_int
+
 SEED = 0
 LAYERS = (1, 30, 15, 1)
 N_ROWS = 80
@@ -277,13 +279,6 @@ def results(lineup: list[Contender], epochs: int, repeats: int, loss_ok: bool) -
             for c in lineup
         ],
     }
-
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1; got {value}")
-    return value
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

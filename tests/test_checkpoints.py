@@ -229,17 +229,23 @@ def _communicate(proc: subprocess.Popen) -> tuple[str, str]:
         raise
 
 
-def test_sigterm_saves_says_so_and_resume_finishes_the_run(tmp_path):
+def _stopped_by(signum: int, tmp_path: Path) -> tuple[subprocess.Popen, str, Path]:
+    """A `dlc run` sent `signum` once its first checkpoint is written: the process, its stderr, its run."""
     proc = _dlc(tmp_path, "run", "mlp-classification", "--quick", "--quiet", "--set", "epochs=400",
                 "--checkpoint-every", "1", "--out", "runs")
     deadline = time.monotonic() + TIMEOUT_S
     while not list(tmp_path.glob("runs/*/checkpoint.pt")):
         assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
         time.sleep(0.02)
-    proc.send_signal(signal.SIGTERM)
-    out, err = _communicate(proc)
-    assert proc.returncode == 128 + signal.SIGTERM
+    proc.send_signal(signum)
+    _, err = _communicate(proc)
     (run_dir,) = tmp_path.glob("runs/*")
+    return proc, err, run_dir
+
+
+def test_sigterm_saves_says_so_and_resume_finishes_the_run(tmp_path):
+    proc, err, run_dir = _stopped_by(signal.SIGTERM, tmp_path)
+    assert proc.returncode == 128 + signal.SIGTERM
     assert err.count("\n") == 1 and err.startswith("dlc: interrupted: stopped by SIGTERM; saved stage 1")
     assert f"dlc run --resume runs/{run_dir.name}" in err and "Traceback" not in err
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -328,16 +334,8 @@ def test_a_notebook_resumes_an_interrupted_run_as_the_cli_does(tmp_path):
     """`dlconcepts.resume_lab` is `dlc run --resume` for a notebook: same runner, same refusals."""
     import dlconcepts
 
-    proc = _dlc(tmp_path, "run", "mlp-classification", "--quick", "--quiet", "--set", "epochs=400",
-                "--checkpoint-every", "1", "--out", "runs")
-    deadline = time.monotonic() + TIMEOUT_S
-    while not list(tmp_path.glob("runs/*/checkpoint.pt")):
-        assert proc.poll() is None and time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGINT)
-    _communicate(proc)
+    proc, _, run_dir = _stopped_by(signal.SIGINT, tmp_path)
     assert proc.returncode == 128 + signal.SIGINT
-    (run_dir,) = tmp_path.glob("runs/*")
     resumed = dlconcepts.resume_lab(run_dir, quiet=True)
     assert resumed.metrics["status"] == "completed" and resumed.metrics["resumes"] == 1
     assert resumed.config["epochs"] == 400 and resumed.quick

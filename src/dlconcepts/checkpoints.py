@@ -231,19 +231,11 @@ class Checkpoints:
 
     def where_resumed(self) -> str:
         """Where a resumed run takes up: 'from stage 2 (fit), epoch 14' or 'from the start (no checkpoint)'."""
-        if not self.resumed:
-            return "from the start (it had saved no checkpoint)"
-        last = self.resumed[-1]
-        what = "finished" if last["finished"] else f"epoch {last['epoch']}"
-        return f"from stage {len(self.resumed)} ({last['description'] or last['kind']}), {what}"
+        return f"from {_last_stage(self.resumed)}" if self.resumed else "from the start (it had saved no checkpoint)"
 
     def where(self) -> str:
         """Where the run stands, for a log line or a message: 'stage 2 (fit), epoch 14'."""
-        if not self.stages:
-            return "before its first checkpoint"
-        last = self.stages[-1]
-        what = "finished" if last["finished"] else f"epoch {last['epoch']}"
-        return f"stage {len(self.stages)} ({last['description'] or last['kind']}), {what}"
+        return _last_stage(self.stages) if self.stages else "before its first checkpoint"
 
     # -- signals ---------------------------------------------------------------------------------
     def request_stop(self, signum: int) -> None:
@@ -256,6 +248,12 @@ class Checkpoints:
     def interrupted(self, signum: int) -> RunInterrupted:
         name = signal.Signals(signum).name
         return RunInterrupted(f"stopped by {name}; saved {self.where()}", signum)
+
+
+def _last_stage(stages: list[dict[str, Any]]) -> str:
+    last = stages[-1]
+    what = "finished" if last["finished"] else f"epoch {last['epoch']}"
+    return f"stage {len(stages)} ({last['description'] or last['kind']}), {what}"
 
 
 @dataclass
