@@ -169,11 +169,7 @@ def test_a_run_killed_three_times_and_resumed_equals_one_never_stopped(lab, tmp_
     assert json.loads((run_dir / "metrics.json").read_text())["resumes"] == 3
     assert not (run_dir / "checkpoint.pt").exists()
 
-    assert comparable_metrics(run_dir) == comparable_metrics(reference_dir)
-    resumed, uninterrupted = model_tensors(run_dir / "model.pt"), model_tensors(reference_dir / "model.pt")
-    assert resumed.keys() == uninterrupted.keys() and resumed
-    for name, tensor in uninterrupted.items():
-        assert torch.equal(resumed[name], tensor), f"{name} differs after resuming"
+    assert_same_run(run_dir, reference_dir)
 
 
 # -- elastic restarts: torchrun restarts a killed worker, and the job resumes from its checkpoint ---------
@@ -194,8 +190,18 @@ def worker_of_rank(launcher: int, rank: int) -> int | None:
     return None
 
 
+def assert_same_run(run_dir: Path, reference_dir: Path) -> None:
+    assert comparable_metrics(run_dir) == comparable_metrics(reference_dir)
+    resumed, uninterrupted = model_tensors(run_dir / "model.pt"), model_tensors(reference_dir / "model.pt")
+    assert resumed.keys() == uninterrupted.keys() and resumed
+    for name, tensor in uninterrupted.items():
+        assert torch.equal(resumed[name], tensor), f"{name} differs after resuming"
+
+
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="finds the workers through /proc (Linux)")
-def test_a_worker_killed_under_max_restarts_is_restarted_and_the_job_resumes(tmp_path):
+def test_a_two_process_job_resumes_after_a_restart_and_after_ctrl_c(tmp_path):
+    """Elastic: rank 1 SIGKILLed under --max-restarts 1, the restarted job resumes by itself. Ctrl-C: the
+    launcher gets SIGINT, torchrun stops the workers, rank 0 says how to resume; `--resume --nproc 2` does."""
     options = ["--quick", "--quiet", "--seed", "3", "--set", "epochs=60", "--checkpoint-every", "1"]
     # Two processes round float32 sums in another order than one: the reference is a two-process run too.
     reference = finish(dlc_command("run", "mlp-classification", *options, "--nproc", "2", "--out", "reference"), tmp_path)
@@ -223,7 +229,27 @@ def test_a_worker_killed_under_max_restarts_is_restarted_and_the_job_resumes(tmp
     assert run_status(run_dir) == "completed"
     log = (run_dir / "log.txt").read_text()
     assert "resumed from stage 1" in log, log  # the restarted workers continued; they did not start over
-    assert comparable_metrics(run_dir) == comparable_metrics(reference_dir)
-    resumed, uninterrupted = model_tensors(run_dir / "model.pt"), model_tensors(reference_dir / "model.pt")
-    for name, tensor in uninterrupted.items():
-        assert torch.equal(resumed[name], tensor), f"{name} differs after the restart"
+    assert_same_run(run_dir, reference_dir)
+
+    launcher = subprocess.Popen(dlc_command("run", "mlp-classification", *options, "--nproc", "2", "--out", "stopped"),
+                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + TIMEOUT_S
+        while not list(tmp_path.glob("stopped/*/checkpoint.pt")):
+            assert launcher.poll() is None and time.monotonic() < deadline, "no checkpoint written in time"
+            time.sleep(0.01)
+        launcher.send_signal(signal.SIGINT)
+        out, err = launcher.communicate(timeout=TIMEOUT_S)
+    finally:
+        if launcher.poll() is None:
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.communicate()
+    (run_dir,) = (tmp_path / "stopped").iterdir()
+    assert launcher.returncode == 128 + signal.SIGINT, err
+    assert "dlc: interrupted: stopped by SIG" in err and f"dlc run --resume stopped/{run_dir.name}" in err
+    assert run_status(run_dir) == "interrupted"
+    done = finish(dlc_command("run", "--resume", str(run_dir), "--nproc", "2", "--quiet", "--checkpoint-every", "1"),
+                  tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert_same_run(run_dir, reference_dir)

@@ -299,7 +299,8 @@ def _resume(args: argparse.Namespace, argv: Sequence[str]) -> int:
         what = "a lab id" if args.lab is not None else "--" + given[0].replace("_pairs", "").replace("_", "-")
         raise UserError(f"--resume continues a run with its own lab, config and seed; leave out {what}")
     parse_every(args.checkpoint_every)
-    lab, config, settings = resume_request(args.resume)
+    # Under torchrun only rank 0 checks that the run is not running: by the time a peer looks, rank 0 may be.
+    lab, config, settings = resume_request(args.resume, check_status=distributed.rank_from_environment() == 0)
     if args.nproc != 1:
         return _launch_processes(args, lab, argv)
     settings = dataclasses.replace(settings, quiet=args.quiet, checkpoint_every=args.checkpoint_every,
@@ -325,7 +326,10 @@ def _launch_processes(args: argparse.Namespace, lab: Any, argv: Sequence[str]) -
         raise UserError("--nproc inside a torchrun job: give the processes to torchrun (--nproc-per-node) only")
     if args.max_restarts < 0:
         raise UserError(f"--max-restarts {args.max_restarts} is impossible; give 0 or more")
-    failure = distributed.launch(args.nproc, _argv_without_nproc(argv), max_restarts=args.max_restarts)
+    try:
+        failure = distributed.launch(args.nproc, _argv_without_nproc(argv), max_restarts=args.max_restarts)
+    except distributed.LauncherStopped as exc:
+        return 128 + exc.signum  # rank 0 has said, on this terminal, where the run stopped and how to resume
     if failure is not None:
         raise UserError(failure)
     return 0

@@ -302,13 +302,25 @@ def _first_failure(folder: str, failures: dict, nproc: int) -> str:
     return f"process {rank} of {nproc} failed with exit code {failure.exitcode}; run without --nproc to see why"
 
 
+class LauncherStopped(Exception):
+    """The launcher got SIGTERM or SIGINT: torchrun stopped its workers with SIGTERM, and rank 0 said where
+    its checkpoint is."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"stopped by signal {signum}")
+        self.signum = signum
+
+
 def launch(nproc: int, module_args: list[str], max_restarts: int = 0) -> str | None:
     """Run `python -m dlconcepts MODULE_ARGS` in `nproc` processes on this machine with
     torch.distributed.run (a standalone c10d rendezvous on a free port). Returns None when every
-    process succeeded, else the first failed rank's one-line message."""
+    process succeeded, else the first failed rank's one-line message; raises `LauncherStopped` when the
+    launcher itself was told to stop (Ctrl-C reaches only the launcher: torchrun starts each worker in a
+    session of its own, and stops them with SIGTERM, which makes each save its checkpoint)."""
     import logging
     import tempfile
 
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import parse_args, run
 
@@ -331,5 +343,7 @@ def launch(nproc: int, module_args: list[str], max_restarts: int = 0) -> str | N
             return None
         except ChildFailedError as exc:
             return _first_failure(folder, exc.failures, nproc)
+        except SignalException as exc:
+            raise LauncherStopped(int(exc.sigval)) from None
         finally:
             os.environ.pop(ERROR_DIR_VARIABLE, None)
