@@ -43,7 +43,7 @@ RESUMABLE = {
     "variance": (["epochs=100", "cls_epochs=100"], "1", 0.3),
     "cnn-digits": (["epochs=6"], "1", 0.3),
     "autoencoder": (["epochs=12"], "1", 0.3),
-    "vae": (["epochs=12"], "1", 0.3),
+    "vae": (["epochs=30"], "1", 0.3),
     "ppo-cartpole": (["total_steps=16000"], "1", 0.3),
     "ppo-pendulum": (["total_steps=16384", "eval_every=4096", "eval_episodes=5"], "1", 0.3),
 }
