@@ -188,6 +188,29 @@ def test_a_vae_stopped_mid_run_resumes_to_the_same_weights(tmp_path):
     assert resumed_history.epochs == history.epochs
 
 
+def test_a_study_is_put_back_without_training_and_the_code_after_it_draws_alike(tmp_path):
+    from dlconcepts.train.many_models import ManySettings, StackedMLP, seeded_models, train_many
+
+    def study(checkpoints: Checkpoints):
+        gen = torch.Generator().manual_seed(0)
+        X = torch.randn(5, 30, 1, generator=gen)
+        y = torch.sin(2 * X) + 0.1 * torch.randn(5, 30, 1, generator=gen)
+        stack = StackedMLP.from_models(seeded_models((1, 8, 1), range(5)), dropout=0.2)  # dropout: global RNG
+        torch.manual_seed(1)
+        result = train_many(stack, X[:, :20], y[:, :20], ManySettings(epochs=30, patience=5), valid=(X[:, 20:], y[:, 20:]),
+                            checkpoints=checkpoints)
+        return result, torch.randn(3)
+
+    path = tmp_path / "checkpoint.pt"
+    result, after = study(Checkpoints(path))
+    torch.manual_seed(99)
+    resumed, resumed_after = study(Checkpoints(path, saved=load_file(path)))
+    assert all(torch.equal(a, b) for a, b in zip(result.model.state_dict().values(), resumed.model.state_dict().values()))
+    for name in ("train_loss", "valid_loss", "epochs_used", "best_epoch", "diverged_at"):
+        np.testing.assert_array_equal(getattr(resumed, name), getattr(result, name))
+    assert torch.equal(resumed_after, after)
+
+
 def test_a_finished_stage_is_put_back_without_training(tmp_path):
     path = tmp_path / "checkpoint.pt"
     checkpoints = Checkpoints(path)
@@ -262,9 +285,11 @@ def test_sigterm_saves_says_so_and_resume_finishes_the_run(tmp_path):
     assert json.loads((run_dir / "metrics.json").read_text())["resumes"] == 1
 
 
-def _completed_run(tmp_path: Path) -> Path:
-    assert main(["run", "mlp-classification", "--quick", "--quiet", "--out", str(tmp_path / "runs")]) == 0
-    (run_dir,) = (tmp_path / "runs").iterdir()
+@pytest.fixture(scope="module")
+def completed_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("completed") / "runs"
+    assert main(["run", "mlp-classification", "--quick", "--quiet", "--out", str(out)]) == 0
+    (run_dir,) = out.iterdir()
     return run_dir
 
 
@@ -276,10 +301,9 @@ def _completed_run(tmp_path: Path) -> Path:
     ([], ["--quick"], "leave out --quick"),
     ([], ["--checkpoint-every", "soon"], "--checkpoint-every 'soon' is not understood"),
 ])
-def test_resume_refusals_are_one_line(tmp_path, capsys, lab, options, message):
-    run_dir = _completed_run(tmp_path)
+def test_resume_refusals_are_one_line(completed_run, capsys, lab, options, message):
     capsys.readouterr()
-    assert main(["run", *lab, "--resume", str(run_dir), *options]) == 2
+    assert main(["run", *lab, "--resume", str(completed_run), *options]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
 

@@ -1,9 +1,9 @@
 """Resume: every resumable lab, killed with SIGKILL at three seeded random moments and resumed each time,
 ends with the weights and metrics of a run that was never stopped, bit for bit (on the CPU).
 
-The default suite kills three labs (the Trainer's loop, a many-model study, PPO; tests/test_checkpoints.py
-stops and resumes the GAN's and the VAE's loops in-process); `DLC_RESUME_ALL=1` (`make test-resume`)
-kills every resumable lab, about eight minutes more on two cores:
+The default suite kills one lab (tests/test_checkpoints.py and tests/rl/test_ppo_resume.py stop and resume
+every kind of training loop in-process); `DLC_RESUME_ALL=1` (`make test-resume`) kills every resumable
+lab, about seven minutes on two cores:
 
     DLC_RESUME_ALL=1 .venv/bin/python -m pytest -q tests/test_resume.py
 
@@ -139,8 +139,8 @@ def comparable_metrics(run_dir: Path) -> dict:
     return without_clock_readings(json.loads((run_dir / "metrics.json").read_text()))
 
 
-# Three labs run by default; the others with DLC_RESUME_ALL=1 (the same loops in other labs' code).
-IN_THE_DEFAULT_SUITE = {"mlp-classification", "regularization", "ppo-cartpole"}
+# One lab runs by default; the others with DLC_RESUME_ALL=1 (the same loops in other labs' code).
+IN_THE_DEFAULT_SUITE = {"mlp-classification"}
 EVERY_LAB = os.environ.get("DLC_RESUME_ALL") == "1"
 
 
