@@ -48,10 +48,10 @@ def test_by_default_saving_takes_at_most_two_percent_of_the_time():
     checkpoints = Checkpoints.disabled()
     checkpoints.last_save_took = 0.1  # the last save took 0.1 s: the next one waits 49 × 0.1 s
     checkpoints.last_save = time.monotonic() - 4.0
-    assert not checkpoints._due(epoch=7)
+    assert checkpoints._agree(epoch=7) == (False, None)
     checkpoints.last_save = time.monotonic() - 5.0
-    assert checkpoints._due(epoch=8)
-    assert Checkpoints.disabled()._due(epoch=1)  # nothing saved yet: the first epoch's end saves
+    assert checkpoints._agree(epoch=8) == (True, None)
+    assert Checkpoints.disabled()._agree(epoch=1) == (True, None)  # nothing saved yet: the first epoch's end saves
 
 
 def test_rng_streams_come_back_where_they_were():

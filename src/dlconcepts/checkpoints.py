@@ -183,9 +183,11 @@ class Checkpoints:
         return Stage(self, index, kind, description, saved)
 
     # -- saving ----------------------------------------------------------------------------------
-    def _due(self, epoch: int) -> bool:
-        """Whether to save at this epoch's end; under torchrun every rank saves at the same step, or none does,
-        and a stop asked of any rank (a signal reaches them at different moments) stops them all."""
+    def _agree(self, epoch: int) -> tuple[bool, int | None]:
+        """Whether to save at this epoch's end, and the signal to stop for after saving (None: go on). Under
+        torchrun every rank saves at the same step or none does, and a stop asked of any rank (a signal reaches
+        them at different moments) stops them all at that step. A signal that arrives after this agreement
+        waits for the next epoch's: acting on it now would stop one rank while its peers train on."""
         since = time.monotonic() - self.last_save
         if self.every_epochs is not None:
             due = epoch % self.every_epochs == 0
@@ -193,14 +195,11 @@ class Checkpoints:
             due = since >= self.every_seconds
         else:
             due = since * SAVING_SHARE >= self.last_save_took * (1 - SAVING_SHARE)
-        due = due or self.stop_signal is not None
+        stop = self.stop_signal
         if self.group.distributed:
-            flags = torch.tensor([1.0 if due else 0.0, float(self.stop_signal or 0)])
-            flags = distributed.max_over_ranks(flags, self.group)
-            due = flags[0].item() > 0
-            if flags[1].item() > 0:
-                self.stop_signal = int(flags[1].item())
-        return due
+            flags = distributed.max_over_ranks(torch.tensor([1.0 if due else 0.0, float(stop or 0)]), self.group)
+            due, stop = flags[0].item() > 0, int(flags[1].item()) or None
+        return due or stop is not None, stop
 
     def _record(self, index: int, kind: str, description: str, state: dict, local: dict, finished: bool,
                 epoch: int) -> None:
@@ -293,11 +292,13 @@ class Stage:
     def epoch_end(self, epoch: int, state: Callable[[], dict], local: Callable[[], dict] | None = None) -> None:
         """Save when due (every N epochs, every S seconds, or a stop was asked for); then honour the stop."""
         cp = self.checkpoints
-        if not cp._due(epoch):
+        due, stop = cp._agree(epoch)
+        if not due:
             return
         cp._record(self.index, self.kind, self.description, state(), local() if local else {}, False, epoch)
-        if cp.stop_signal is not None:
-            raise cp.interrupted(cp.stop_signal)
+        if stop is not None:
+            cp.stop_signal = stop
+            raise cp.interrupted(stop)
 
     def finish(self, epoch: int, state: dict, local: dict | None = None) -> None:
         """The loop ended: its final state is what a resumed run puts back instead of training again."""
