@@ -39,8 +39,10 @@ RESUMABLE = {
     "sparse-data": (["epochs=1500"], "100", 0.3),
     "gan-1d": (["epochs=30"], "1", 0.3),
     "gan": (["epochs=12", "classifier_epochs=6"], "1", 0.3),
-    "regularization": (["epochs=100"], "1", 0.3),
-    "variance": (["epochs=100", "cls_epochs=100"], "1", 0.3),
+    # A study saves only when it ends: each must outlast a kill's delay, or a resumed run may have no study
+    # left to save before the next kill (regularization trains 6 studies, variance 4).
+    "regularization": (["epochs=400"], "1", 0.2),
+    "variance": (["epochs=400", "cls_epochs=400"], "1", 0.2),
     "cnn-digits": (["epochs=6"], "1", 0.3),
     "autoencoder": (["epochs=12"], "1", 0.3),
     "vae": (["epochs=30"], "1", 0.3),
