@@ -214,6 +214,26 @@ def with_synchronized_batchnorm(module: torch.nn.Module, device: torch.device) -
     return module
 
 
+def data_parallel(model: torch.nn.Module, device: torch.device, group: Group) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """`model` made ready for data parallel training in `group` (the Trainer's and the VAETrainer's one
+    wrapping): BatchNorm synchronized over the ranks (batch statistics of the global batch, as one process
+    computes them), DistributedDataParallel around it (on CUDA driving the GPU `join` made current), which
+    starts every rank from rank 0's weights and averages the gradients in backward. Every rank was seeded
+    alike so that the models start alike; from here on each rank > 0 draws its dropout masks from a stream of
+    its own (rank 0 keeps its stream, so one process and rank 0 draw what they drew before).
+    Returns (the plain model, the module the training steps call)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    from dlconcepts.runtime import seed_for_rank
+
+    model = with_synchronized_batchnorm(model, device)
+    ids = [torch.cuda.current_device()] if device.type == "cuda" else None
+    wrapped = DistributedDataParallel(model, device_ids=ids)
+    if group.rank > 0:
+        torch.manual_seed(seed_for_rank(torch.initial_seed(), group.rank))
+    return model, wrapped
+
+
 # -- `dlc run LAB --nproc N`: torch.distributed.run, launched from the CLI -----------------------------
 
 # Where the workers of a `dlc run --nproc` job leave word for the launcher, which tells a failure once, in

@@ -282,18 +282,6 @@ def importance_weighted_nll(model: VAE, x: torch.Tensor, samples: int, generator
 # --- the VAE's loop -------------------------------------------------------------------------------
 
 
-def data_parallel(model: nn.Module, device: torch.device) -> tuple[nn.Module, nn.Module]:
-    """`model` wrapped for data parallel training in the process group this process joined, as the Trainer
-    wraps its own: BatchNorm synchronized over the ranks, DistributedDataParallel around it (on CUDA
-    driving the GPU `distributed.join` made current). DDP starts every rank from rank 0's weights and
-    averages the gradients over the ranks in backward. Returns (plain model, the module to call)."""
-    from torch.nn.parallel import DistributedDataParallel
-
-    model = distributed.with_synchronized_batchnorm(model, device)
-    ids = [torch.cuda.current_device()] if device.type == "cuda" else None
-    return model, DistributedDataParallel(model, device_ids=ids)
-
-
 class VAETrainer:
     """Minimize the negative ELBO of a `VAE` by mini-batch gradient descent, its parts logged apart.
 
@@ -338,7 +326,7 @@ class VAETrainer:
         # The module the training steps call; `self.model` stays the plain VAE (evaluation, state_dict).
         self.forward_module: nn.Module = self.model
         if self.group.distributed:
-            self.model, self.forward_module = data_parallel(self.model, self.device)
+            self.model, self.forward_module = distributed.data_parallel(self.model, self.device, self.group)
         self.optimizer = make_optimizer(optimizer, self.model.parameters(), lr=lr)
         self.batch_size = batch_size
         self.warmup_epochs = warmup_epochs
@@ -476,7 +464,6 @@ __all__ = [
     "ElboTerms",
     "VAETrainer",
     "autoencoder_mse",
-    "data_parallel",
     "decode_codes",
     "elbo_terms",
     "encode_images",

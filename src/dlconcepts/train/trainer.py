@@ -216,20 +216,7 @@ class Trainer:
         # starts every rank from rank 0's weights. `self.model` stays the plain module (predict, state_dict).
         self.forward_module: nn.Module = self.model
         if self.group.distributed:
-            from torch.nn.parallel import DistributedDataParallel
-
-            # Batch statistics of the global batch, as one process would compute them.
-            self.model = distributed.with_synchronized_batchnorm(self.model, self.device)
-
-            # On CUDA each rank drives the GPU `distributed.join` made current (its LOCAL_RANK).
-            ids = [torch.cuda.current_device()] if self.device.type == "cuda" else None
-            self.forward_module = DistributedDataParallel(self.model, device_ids=ids)
-            # Every rank was seeded alike, so that the models start alike; from here on each rank draws dropout
-            # masks of its own (rank 0 keeps its stream, so one process and rank 0 draw what they drew before).
-            if self.group.rank > 0:
-                from dlconcepts.runtime import seed_for_rank
-
-                torch.manual_seed(seed_for_rank(torch.initial_seed(), self.group.rank))
+            self.model, self.forward_module = distributed.data_parallel(self.model, self.device, self.group)
         self.loss_fn = loss_fn
         if isinstance(optimizer, str):
             optimizer = make_optimizer(optimizer, self.model.parameters(), lr=lr, weight_decay=weight_decay)
