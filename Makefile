@@ -60,6 +60,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python benchmarks/ddp_scaling.py
 	$(BIN)/python benchmarks/checkpoint_cost.py
 	$(BIN)/python benchmarks/ppo_vs_sb3.py
+	$(BIN)/python benchmarks/ppo_walker_vs_sb3.py
 
 clean:
 	rm -rf $(VENV) $(TV_VENV) runs build src/*.egg-info

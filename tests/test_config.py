@@ -81,3 +81,35 @@ def test_load_toml(tmp_path):
 
 def test_to_dict_is_json_ready():
     assert to_dict(Toy())["hidden"] == [30, 15]
+
+
+@dataclass(frozen=True)
+class WithOptional:
+    target: float | None = param(None, "a level to reach, or none", minimum=-1000.0)
+
+
+def test_an_optional_number_takes_none_from_set_and_python_and_keeps_its_limits():
+    assert resolve(WithOptional).target is None
+    assert resolve(WithOptional, set_pairs=[("target", "-90")]).target == -90.0
+    assert resolve(WithOptional, {"target": 5}, set_pairs=[("target", "none")]).target is None
+    assert resolve(WithOptional, {"target": None}).target is None  # a resumed run's config.json holds null
+    assert to_dict(resolve(WithOptional, {"target": 3})) == {"target": 3.0}
+    with pytest.raises(ConfigError, match=r"target='high' is not a number or none; expected a number or none >= -1000 \(default: none\)"):
+        resolve(WithOptional, set_pairs=[("target", "high")])
+    with pytest.raises(ConfigError, match=r"target=-5000\.0 is impossible"):
+        resolve(WithOptional, {"target": -5000.0})
+
+
+def test_check_false_skips_only_the_configs_own_check():
+    @dataclass(frozen=True)
+    class Checked:
+        n: int = param(1, "n", positive=True)
+
+        def check(self):
+            raise ConfigError("whole config refused")
+
+    assert resolve(Checked, check=False).n == 1
+    with pytest.raises(ConfigError, match="whole config refused"):
+        resolve(Checked)
+    with pytest.raises(ConfigError, match="n=0 is impossible"):
+        resolve(Checked, {"n": 0}, check=False)

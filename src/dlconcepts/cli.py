@@ -2,11 +2,12 @@
 
     dlc labs                       the labs, with their three steps
     dlc run LAB|all [options]      run a lab (or the whole course) into a run directory
+    dlc rl --env ENV_ID [options]  PPO on any Gymnasium environment (the lab ppo-gym)
     dlc explain matrix [options]   an MLP as matrix operations, by hand vs PyTorch (--excel: the workbook)
     dlc explain conv --model NAME  a CNN's output shape, parameters and multiply-adds, layer by layer
     dlc train --data F --target C  cross-validate and fit an MLP on your own table (.csv, .xlsx)
     dlc predict --model RUN --data F   apply a model from dlc train to new rows
-    dlc play RUN_DIR [--gif F.gif]  watch a trained PPO policy (ppo-cartpole, ppo-pendulum) act
+    dlc play RUN_DIR [--gif F.gif]  watch a trained PPO policy (a PPO lab's or dlc rl's run) act
 
 Every mistake a user can make ends in one line on stderr and exit code 2, never a traceback.
 """
@@ -47,33 +48,21 @@ def build_parser() -> argparse.ArgumentParser:
         "model.pt, log.txt, report.md). 'dlc run all' runs every lab into one folder with a course index.",
     )
     run.add_argument("lab", nargs="?", help="lab id (see 'dlc labs') or 'all'")
-    run.add_argument("--quick", action="store_true", help="a seconds-long run with the same code paths")
-    run.add_argument("--set", dest="set_pairs", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a config key (repeatable); 'dlc config LAB' lists the keys")
-    run.add_argument("--config", metavar="FILE.toml", help="config overrides from a TOML file")
-    run.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,mps}",
-                     help="where to compute (default auto: cuda, then mps, then cpu)")
-    run.add_argument("--seed", type=int, default=None, help="seed for python, numpy and torch (default 0)")
-    run.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
-    run.add_argument("--deterministic", action="store_true", help="use deterministic algorithms only")
-    run.add_argument("--out", default="runs", help="parent folder of run directories (default runs/)")
+    _add_run_options(run)
     run.add_argument("--weights", metavar="FILE", help="a weight file already on disk (conv: torchvision AlexNet or "
                      "ResNet-18); the same as --set weights=FILE")
     run.add_argument("--mnist", metavar="DIR", help="a folder with MNIST's four IDX files (cnn-digits, autoencoder, "
                      "vae, gan); the same as --set mnist=DIR")
-    run.add_argument("--quiet", action="store_true", help="no progress bars and no log on the terminal")
     run.add_argument("--nproc", type=int, default=1, metavar="N",
                      help="train in N processes on this machine (torch.distributed.run; gloo on the CPU, NCCL on "
                      "GPUs): each a share of every batch, or of a study's models; the same as "
                      "torchrun --nproc-per-node N -m dlconcepts run ...")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run from its checkpoint, with its "
                      "own lab, config and seed (no lab id or --set then)")
-    run.add_argument("--checkpoint-every", metavar="N|Ss|off", help="save a checkpoint every N epochs (PPO: updates), "
-                     "or every S seconds as in 30s, or off (default: as often as 2%% of the run's time allows); "
-                     "always at the end of each training loop and on SIGTERM / Ctrl-C")
     run.add_argument("--max-restarts", type=int, default=0, metavar="K",
                      help="with --nproc: restart the processes up to K times after a failure, each time resuming "
                      "from the last checkpoint (torchrun's elastic restarts)")
+    _add_rl(sub)
 
     show = sub.add_parser("config", help="show a lab's config keys, their defaults, limits and meaning")
     show.add_argument("lab", help="lab id")
@@ -98,15 +87,60 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    """The options of a lab's run, shared by `dlc run` and `dlc rl` (which is `dlc run ppo-gym`)."""
+    parser.add_argument("--quick", action="store_true", help="a seconds-long run with the same code paths")
+    parser.add_argument("--set", dest="set_pairs", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config key (repeatable); 'dlc config LAB' lists the keys")
+    parser.add_argument("--config", metavar="FILE.toml", help="config overrides from a TOML file")
+    parser.add_argument("--device", default="auto", metavar="{auto,cpu,cuda,mps}",
+                        help="where to compute (default auto: cuda, then mps, then cpu)")
+    parser.add_argument("--seed", type=int, default=None, help="seed for python, numpy and torch (default 0)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice)")
+    parser.add_argument("--deterministic", action="store_true", help="use deterministic algorithms only")
+    parser.add_argument("--out", default="runs", help="parent folder of run directories (default runs/)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars and no log on the terminal")
+    parser.add_argument("--checkpoint-every", metavar="N|Ss|off", help="save a checkpoint every N epochs (PPO: "
+                        "updates), or every S seconds as in 30s, or off (default: as often as 2%% of the run's time "
+                        "allows); always at the end of each training loop and on SIGTERM / Ctrl-C")
+
+
+def _add_rl(sub: Any) -> None:
+    rl = sub.add_parser(
+        "rl",
+        help="train PPO on any Gymnasium environment: dlc rl --env ENV_ID (the lab ppo-gym)",
+        description="Train the PPO actor-critic on a Gymnasium environment with vector observations and Discrete or "
+        "Box actions; PPO's defaults follow the kind of action space ('dlc config ppo-gym' lists both). The same as "
+        "'dlc run ppo-gym --set env=ENV_ID [--set total_steps=N]': the same run directory, report, figures and "
+        "model.pt ('dlc play RUN_DIR' replays it; 'dlc run --resume RUN_DIR' continues an interrupted run).",
+    )
+    rl.add_argument("--env", required=True, metavar="ENV_ID", help="a Gymnasium id, e.g. Acrobot-v1, "
+                    "MountainCarContinuous-v0, Hopper-v5 (with gymnasium[mujoco])")
+    rl.add_argument("--steps", type=int, metavar="N", help="environment steps of training (the same as "
+                    "--set total_steps=N; default: 'dlc config ppo-gym')")
+    _add_run_options(rl)
+    # What `dlc run` has and `dlc rl` does not ask for: the run goes through `_run` as `dlc run ppo-gym`.
+    rl.set_defaults(lab="ppo-gym", weights=None, mnist=None, nproc=1, resume=None, max_restarts=0)
+
+
+def _rl(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """`dlc rl --env ENV_ID [--steps N] ...` is `dlc run ppo-gym --set env=ENV_ID [--set total_steps=N] ...`;
+    an explicit --set comes later and wins."""
+    front = [f"env={args.env}"] + ([f"total_steps={args.steps}"] if args.steps is not None else [])
+    args.set_pairs = front + list(args.set_pairs)
+    return _run(args, argv)
+
+
 def _add_play(sub: Any) -> None:
     play = sub.add_parser(
         "play",
         help="run a trained PPO policy for a few episodes; --gif draws the first one",
-        description="Load the policy saved in RUN_DIR/model.pt by 'dlc run ppo-cartpole' or 'dlc run ppo-pendulum', "
+        description="Load the policy saved in RUN_DIR/model.pt by a PPO lab (ppo-cartpole, ppo-pendulum, ppo-walker, "
+        "ppo-gym / 'dlc rl'), "
         "run deterministic episodes (the most likely action) and print each return; with --gif, draw the first "
         "episode with Gymnasium's rgb_array rendering into an animated GIF.",
     )
-    play.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of ppo-cartpole or ppo-pendulum")
+    play.add_argument("run_dir", metavar="RUN_DIR", help="a run directory of a PPO lab or of 'dlc rl'")
     play.add_argument("--episodes", type=int, default=1, help="episodes to play (default 1)")
     play.add_argument("--gif", metavar="OUT.gif", help="draw the first episode into this GIF")
     play.add_argument("--seed", type=int, default=0, help="seed of the first episode; the next ones use seed+1, ... (default 0)")
@@ -224,9 +258,21 @@ def _config_help(lab_id: str) -> str:
     lab = get_lab(lab_id)
     rows: list[tuple[str, ...]] = [("key", "default", "quick", "accepted", "meaning")]
     for f in fields_of(lab.config):
-        default = ",".join(map(str, f.default)) if isinstance(f.default, tuple) else str(f.default)
+        # A default that depends on the config (Lab.defaults_for) is shown per case: "8 (Discrete actions), 1 (Box actions)".
+        variants = [(case, values[f.name]) for case, values in lab.variant_defaults.items() if f.name in values]
+        default = ", ".join(f"{_shown(v)} ({case})" for case, v in variants) if variants else _shown(f.default)
         rows.append((f.name, default, str(lab.quick.get(f.name, "")), f.accepted(), f.help))
-    return f"{lab.id}: {lab.title}\n\n" + plain_table(rows)
+    note = ""
+    if lab.variant_defaults:
+        note = (f"\nA default shown per case, ({') or ('.join(lab.variant_defaults)}), is the one used in that case; "
+                "--quick, --config and --set override it.\n")
+    return f"{lab.id}: {lab.title}\n\n" + plain_table(rows) + note
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, tuple):
+        return ",".join(map(str, value))
+    return "none" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _file_values(path: str | None, lab_id: str, lab_ids: Sequence[str]) -> dict[str, Any]:
@@ -421,6 +467,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "run":
             return _run(args, list(sys.argv[1:] if argv is None else argv))
+        if args.command == "rl":
+            return _rl(args, list(sys.argv[1:] if argv is None else argv))
         if args.command == "explain":
             return _explain_conv(args) if args.topic == "conv" else _explain_matrix(args)
         if args.command == "train":

@@ -2,8 +2,11 @@
 
 A lab's config is resolved in this order, each step overriding the one before:
 defaults -> quick-mode overrides -> a TOML file (`--config`) -> `--set key=value` pairs.
-Every value is checked against the field's type and limits; a mistake is a `ConfigError`
-whose message names the key, the accepted values and the closest key when it was misspelled.
+A lab may put one more layer right after the defaults: defaults that depend on the config itself
+(`Lab.defaults_for`, e.g. PPO settings chosen by an environment's action space; see
+`labs.runner.resolve_config`). Every value is checked against the field's type and limits; a mistake is a
+`ConfigError` whose message names the key, the accepted values and the closest key when it was misspelled.
+A field typed `float | None` also takes `none` (`--set target=none`): no value.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import sys
+import types
 import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -84,7 +88,18 @@ def fields_of(config_cls: type) -> list[FieldInfo]:
     return infos
 
 
+def _optional(tp: Any) -> Any:
+    """The X of a field typed `X | None`, else None."""
+    args = typing.get_args(tp)
+    if typing.get_origin(tp) in (typing.Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        return next(a for a in args if a is not type(None))
+    return None
+
+
 def _type_words(tp: Any) -> str:
+    inner = _optional(tp)
+    if inner is not None:
+        return f"{_type_words(inner)} or none"
     if tp is bool:
         return "true or false"
     if tp is int:
@@ -120,12 +135,15 @@ def _parse_scalar(tp: Any, text: str) -> Any:
 
 def parse_text(info: FieldInfo, text: str) -> Any:
     """Turn the text of `--set key=text` into a value of the field's type."""
+    tp = _optional(info.type) or info.type
+    if tp is not info.type and text.strip().lower() in ("none", "null"):
+        return None
     try:
-        if typing.get_origin(info.type) is tuple:
-            inner = typing.get_args(info.type)[0]
+        if typing.get_origin(tp) is tuple:
+            inner = typing.get_args(tp)[0]
             parts = [p for p in text.replace("(", "").replace(")", "").split(",") if p.strip()]
             return tuple(_parse_scalar(inner, p) for p in parts)
-        return _parse_scalar(info.type, text)
+        return _parse_scalar(tp, text)
     except ValueError:
         raise ConfigError(
             f"{info.name}={text!r} is not {_type_words(info.type)}; expected {info.accepted()}"
@@ -135,7 +153,9 @@ def parse_text(info: FieldInfo, text: str) -> Any:
 
 def coerce(info: FieldInfo, value: Any) -> Any:
     """Check a value that already has a type (from TOML or Python) against the field's type."""
-    tp = info.type
+    tp = _optional(info.type) or info.type
+    if tp is not info.type and value is None:
+        return None
     ok: bool
     if typing.get_origin(tp) is tuple:
         inner = typing.get_args(tp)[0]
@@ -147,7 +167,7 @@ def coerce(info: FieldInfo, value: Any) -> Any:
         if ok:
             return tp(value)
     raise ConfigError(
-        f"{info.name}={value!r} is not {_type_words(tp)}; expected {info.accepted()}"
+        f"{info.name}={value!r} is not {_type_words(info.type)}; expected {info.accepted()}"
         f" (default: {_show(info.default)})"
     )
 
@@ -165,6 +185,8 @@ def _scalar_ok(tp: Any, value: Any) -> bool:
 
 
 def check_limits(info: FieldInfo, value: Any) -> None:
+    if value is None and _optional(info.type) is not None:
+        return
     values = value if isinstance(value, tuple) else (value,)
     if isinstance(value, tuple) and not value:
         raise ConfigError(f"{info.name} is empty; expected {info.accepted()}")
@@ -187,7 +209,7 @@ def check_limits(info: FieldInfo, value: Any) -> None:
 def _show(value: Any) -> str:
     if isinstance(value, tuple):
         return ",".join(str(v) for v in value)
-    if isinstance(value, bool):
+    if isinstance(value, bool) or value is None:
         return str(value).lower()
     return str(value)
 
@@ -219,8 +241,12 @@ def resolve(
     *overrides: Mapping[str, Any],
     set_pairs: Sequence[tuple[str, str]] = (),
     owner: str = "",
+    check: bool = True,
 ) -> Any:
-    """Build a config: defaults, then each mapping of typed overrides, then `--set` texts."""
+    """Build a config: defaults, then each mapping of typed overrides, then `--set` texts.
+
+    `check=False` skips the config's own `check()` (keys, types and limits are still checked): a first
+    resolution that only reads a key or two (`Lab.defaults_for`), before the layer it decides is added."""
     infos = {info.name: info for info in fields_of(config_cls)}
     values: dict[str, Any] = {}
     where = f" for lab '{owner}'" if owner else ""
@@ -241,9 +267,9 @@ def resolve(
     for key, value in values.items():
         check_limits(infos[key], value)
     config = config_cls(**values)
-    check = getattr(config, "check", None)
-    if check is not None:
-        check()
+    whole_check = getattr(config, "check", None)
+    if check and whole_check is not None:
+        whole_check()
     return config
 
 

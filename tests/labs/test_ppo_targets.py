@@ -47,3 +47,13 @@ def test_ppo_pendulum_median_of_three_seeds_evaluates_at_least_minus_250_within_
     assert all(r["env_steps"] <= 300_000 and r["eval_episodes"] == 20 for r in results)
     returns = [r["final_eval_return_mean"] for r in results]
     assert statistics.median(returns) >= -250, returns
+
+
+def test_ppo_walker_median_of_three_seeds_evaluates_at_least_3500_at_1m_steps(tmp_path):
+    # ~5 minutes a seed on the 2-core machine; DLC_RL_TARGETS=1 pytest -k walker runs this one alone.
+    # Whole rollouts only: 1M steps are 488 rollouts of 4 × 512 = 999,424 steps, never more than 1M.
+    results = full_runs("ppo-walker", tmp_path)
+    assert all(1_000_000 - 2048 < r["env_steps"] <= 1_000_000 and r["eval_episodes"] == 10 for r in results), \
+        [(r["env_steps"], r["eval_episodes"]) for r in results]
+    returns = [r["final_eval_return_mean"] for r in results]
+    assert statistics.median(returns) >= 3500, returns

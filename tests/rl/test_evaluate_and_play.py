@@ -9,7 +9,7 @@ from dlconcepts.errors import UserError
 from dlconcepts.nets.actor_critic import ActorCritic, ActorCriticSpec
 from dlconcepts.rl.evaluate import evaluate, first_rolling_mean_at_least
 from dlconcepts.rl.normalization import ObservationNormalizer
-from dlconcepts.rl.policy_io import load_policy, play, policy_checkpoint
+from dlconcepts.rl.policy_io import gif_stride, load_policy, play, policy_checkpoint
 from tests.rl.toy_envs import constant_reward_env
 
 
@@ -75,6 +75,12 @@ def test_dlc_play_writes_a_gif_of_the_first_episode(tmp_path, capsys):
         assert image.format == "GIF" and image.n_frames > 2
     expected = evaluate(load_policy(run_dir).policy, "CartPole-v1", episodes=1, seed=4).returns[0]
     assert f"episode 1: return {expected:.1f}" in out
+
+
+@pytest.mark.parametrize("fps, stride", [(125, 5), (50, 2), (30, 2), (25, 1), (20, 1), (60, 3)])
+def test_the_gif_keeps_every_stride_th_frame_at_most_25_a_second(fps, stride):
+    # Walker2d simulates 125 frames a second, CartPole 50, Pendulum 30: only the kept frames are drawn
+    assert gif_stride(fps) == stride and fps / stride <= 25
 
 
 @pytest.mark.parametrize(

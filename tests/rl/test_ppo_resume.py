@@ -38,7 +38,11 @@ CARTPOLE = Experiment(env_id="CartPole-v1", n_envs=4, total_steps=6 * 4 * 32, se
 PENDULUM = Experiment(env_id="Pendulum-v1", n_envs=2, total_steps=6 * 2 * 64, seed=5,
                       ppo=PPOConfig(n_steps=64, n_epochs=2, minibatch_size=64, lr=1e-3, gamma=0.9),
                       normalize_obs=True, scale_rewards=True, eval_every=256, eval_episodes=2)
-EXPERIMENTS = {"CartPole-v1": CARTPOLE, "Pendulum-v1": PENDULUM}
+# Walker2d: MuJoCo's simulator state (with its solver's warm start) and falls (terminations) on both sides of the stop.
+WALKER = Experiment(env_id="Walker2d-v5", n_envs=2, total_steps=6 * 2 * 64, seed=7,
+                    ppo=PPOConfig(n_steps=64, n_epochs=2, minibatch_size=64, lr=1e-3),
+                    normalize_obs=True, scale_rewards=True, eval_every=256, eval_episodes=2)
+EXPERIMENTS = {"CartPole-v1": CARTPOLE, "Pendulum-v1": PENDULUM, "Walker2d-v5": WALKER}
 
 
 def train(exp: Experiment, checkpoints: Checkpoints | None = None, stop_after: int | None = None):
@@ -108,7 +112,8 @@ def assert_same_run(resumed: ExperimentResult, uninterrupted: ExperimentResult) 
 
 # ---- a stopped and resumed run equals one never stopped ----------------------------------------
 
-@pytest.mark.parametrize("env_id, stops", [("CartPole-v1", (3,)), ("Pendulum-v1", (3,)), ("CartPole-v1", (1, 4))])
+@pytest.mark.parametrize("env_id, stops", [("CartPole-v1", (3,)), ("Pendulum-v1", (3,)), ("CartPole-v1", (1, 4)),
+                                           ("Walker2d-v5", (3,))])
 def test_a_run_stopped_and_resumed_ends_bit_identical_to_one_never_stopped(env_id, stops, tmp_path):
     exp = EXPERIMENTS[env_id]
     uninterrupted, trained = train(exp)  # no checkpoints at all: saving must not change the run either
@@ -143,7 +148,7 @@ def without(name: str):
 
 
 @pytest.mark.parametrize("env_id, omitted", [("CartPole-v1", "np_random"), ("CartPole-v1", "state"),
-                                             ("Pendulum-v1", "_elapsed_steps")])
+                                             ("Pendulum-v1", "_elapsed_steps"), ("Walker2d-v5", "data")])
 def test_leaving_out_one_piece_of_the_environments_state_is_caught(env_id, omitted, tmp_path, monkeypatch):
     exp = EXPERIMENTS[env_id]
     uninterrupted, _ = train(exp)
@@ -191,17 +196,21 @@ def same_steps(a: list, b: list) -> bool:
 
 def random_actions(env_id: str, steps: int, num_envs: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    if env_id == "CartPole-v1":
-        return rng.integers(0, 2, size=(steps, num_envs))
-    return rng.uniform(-2.0, 2.0, size=(steps, num_envs, 1)).astype(np.float32)
+    space = envs_module.make_env(env_id).action_space
+    if hasattr(space, "n"):
+        return rng.integers(0, space.n, size=(steps, num_envs))
+    return rng.uniform(1.5 * space.low, 1.5 * space.high, size=(steps, num_envs, *space.shape)).astype(np.float32)
 
 
 @pytest.mark.parametrize("asynchronous", [False, True])
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1", "Walker2d-v5", "Acrobot-v1", "MountainCar-v0",
+                                    "MountainCarContinuous-v0"])
 def test_env_state_round_trip_continues_every_copy_exactly(env_id, asynchronous, tmp_path):
-    # 250 steps after the save: CartPole's random-action episodes end every ~20 steps, Pendulum's
-    # time limit cuts each copy at 200 steps, so resets (drawing from each copy's generator) follow the save.
-    before, after = random_actions(env_id, 120, 3, 0), random_actions(env_id, 250, 3, 1)
+    # Enough steps after the save that resets (drawing from each copy's generator) follow it: CartPole's
+    # and Walker2d's random-action episodes end every ~20 steps; Pendulum's and MountainCar's time limits
+    # cut each copy at step 200, Acrobot's at 500, MountainCarContinuous's at 999.
+    after_steps = {"Acrobot-v1": 450, "MountainCarContinuous-v0": 900}.get(env_id, 250)
+    before, after = random_actions(env_id, 120, 3, 0), random_actions(env_id, after_steps, 3, 1)
     envs = make_vector_env(env_id, 3, asynchronous=asynchronous)
     try:
         envs.reset(seed=11)

@@ -32,6 +32,8 @@ LAB_MODULES = (
     "gan_1d",
     "ppo_cartpole",
     "ppo_pendulum",
+    "ppo_walker",
+    "ppo_gym",
 )
 
 
@@ -45,7 +47,7 @@ def all_labs() -> dict[str, Lab]:
 
 def get_lab(lab_id: str) -> Lab:
     # A lab's module is named after its id ('gan-1d' -> gan_1d.py): import that one alone, so that running
-    # one lab (dlc run, run_lab in a notebook) does not pay for importing all nineteen.
+    # one lab (dlc run, run_lab in a notebook) does not pay for importing all of them.
     name = lab_id.replace("-", "_")
     if name in LAB_MODULES:
         lab = importlib.import_module(f"dlconcepts.labs.{name}").LAB

@@ -1,4 +1,4 @@
-"""What the two PPO labs share: config → experiment, the run with its log and progress bar, the
+"""What the PPO labs share: config → experiment, the run with its log and progress bar, the
 figures, the saved policy and the numbers. Not a lab itself (it is not in LAB_MODULES); the
 algorithm lives in `dlconcepts.rl`.
 """
@@ -48,8 +48,12 @@ def experiment_from_config(cfg: Any, env_id: str, seed: int) -> Experiment:
     )
 
 
-def run_and_report(exp: Experiment, ctx: LabContext, target: float) -> tuple[ExperimentResult, dict[str, Any]]:
-    """Train with progress and evaluation lines in the log, save the figures and model.pt, return the numbers."""
+def run_and_report(exp: Experiment, ctx: LabContext, target: float | None,
+                   resumable: bool = True) -> tuple[ExperimentResult, dict[str, Any]]:
+    """Train with progress and evaluation lines in the log, save the figures and model.pt, return the numbers.
+
+    `target`: the evaluation return to reach (None: none to check); `resumable=False` trains without the
+    run's checkpoints (an environment whose state rl.envs cannot save)."""
     batch = exp.ppo.n_steps * exp.n_envs
     ctx.log(f"  {exp.env_id}: {exp.n_envs} envs × {exp.ppo.n_steps} steps = {batch} transitions per update, "
             f"{exp.total_steps // batch} updates, {exp.ppo.n_epochs} epochs of minibatches of {exp.ppo.minibatch_size}")
@@ -70,7 +74,7 @@ def run_and_report(exp: Experiment, ctx: LabContext, target: float) -> tuple[Exp
                     echo=bar is None)
 
     try:
-        result = run_experiment(exp, on_update, on_evaluation, checkpoints=ctx.checkpoints)
+        result = run_experiment(exp, on_update, on_evaluation, checkpoints=ctx.checkpoints if resumable else None)
     finally:
         if bar is not None:
             bar.close()
@@ -79,8 +83,8 @@ def run_and_report(exp: Experiment, ctx: LabContext, target: float) -> tuple[Exp
     episodes = train.episodes
     final = result.final
     assert final is not None
-    first_at_target = next((step for step, ev in result.evaluations if ev.mean >= target), None)
-    solved_index = first_rolling_mean_at_least(episodes.returns, 20, target)
+    first_at_target = next((step for step, ev in result.evaluations if target is not None and ev.mean >= target), None)
+    solved_index = first_rolling_mean_at_least(episodes.returns, 20, target) if target is not None else None
     deviations = [h["first_ratio_max_deviation"] for h in history]
     ctx.log(f"  {train.env_steps:,} env steps in {train.seconds:.1f} s ({train.env_steps / train.seconds:,.0f} steps/s "
             f"with updates); final evaluation {final.mean:.1f} ± {final.std:.1f}")
@@ -94,7 +98,7 @@ def run_and_report(exp: Experiment, ctx: LabContext, target: float) -> tuple[Exp
         ),
         "returns",
         f"Training episode returns (sampled actions) and their mean over the last 20 episodes; deterministic evaluations "
-        f"over {exp.eval_episodes} episodes (mean ± std); dashed: the target {target:g}.",
+        f"over {exp.eval_episodes} episodes (mean ± std)" + (f"; dashed: the target {target:g}." if target is not None else "."),
     )
     ctx.run.save_figure(
         rl_figures.panel_grid(_diagnostic_panels(history, episodes, exp), reference_lines=_reference_lines(exp),
@@ -124,7 +128,7 @@ def run_and_report(exp: Experiment, ctx: LabContext, target: float) -> tuple[Exp
         "final_eval_returns": final.returns,
         "eval_episodes": len(final.returns),
         "target": target,
-        "target_met": final.mean >= target,
+        "target_met": final.mean >= target if target is not None else None,
         "first_eval_step_at_target": first_at_target,
         "train_rolling20_first_at_target_step": episodes.steps[solved_index] if solved_index is not None else None,
         "evaluations": [{"env_steps": s, "mean": ev.mean, "std": ev.std} for s, ev in result.evaluations],
@@ -167,7 +171,10 @@ def _reference_lines(exp: Experiment) -> dict[str, float]:
     return {"approx KL(π_old ‖ π_θ)": exp.ppo.target_kl} if exp.ppo.target_kl > 0 else {}
 
 
-def eval_table(result: ExperimentResult, target: float) -> list[tuple[str, ...]]:
+def eval_table(result: ExperimentResult, target: float | None) -> list[tuple[str, ...]]:
+    if target is None:
+        return [("env steps", "evaluation return (mean ± std)"),
+                *((f"{step:,}", f"{ev.mean:.1f} ± {ev.std:.1f}") for step, ev in result.evaluations)]
     rows: list[tuple[str, ...]] = [("env steps", "evaluation return (mean ± std)", f"≥ {target:g}")]
     for step, ev in result.evaluations:
         rows.append((f"{step:,}", f"{ev.mean:.1f} ± {ev.std:.1f}", "yes" if ev.mean >= target else "no"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,7 +43,8 @@ class Lab:
     """A registry entry. `quick` overrides the config for a seconds-long run (used by tests);
     `prefers_cpu` is the reason a lab stays on the CPU under --device auto ('' = use a GPU);
     `path_options` names the keys the --weights / --mnist flags of `dlc run` may set; `multiprocess` says
-    whether `dlc run --nproc N` may run it."""
+    whether `dlc run --nproc N` may run it; `defaults_for` gives defaults that depend on the config itself
+    (`ppo-gym`: on its environment's action space)."""
 
     id: str
     title: str
@@ -63,6 +64,13 @@ class Lab:
     # `train_many` (each process a share of the models), and so gains from torchrun / `dlc run --nproc N`;
     # other labs refuse --nproc rather than repeat their work N times.
     multiprocess: bool = False
+    # Defaults that depend on the config itself: given a first resolution of the config (every layer, its
+    # own check() not yet run), the values that replace the dataclass's defaults — a layer between the
+    # defaults and quick mode, so quick mode, a TOML file and --set still override it (labs.runner.resolve_config).
+    # May raise a UserError (one line, before any run directory). `variant_defaults` describes those
+    # defaults for `dlc config`: {case: {key: default}}, e.g. {"Discrete actions": {...}, "Box actions": {...}}.
+    defaults_for: Callable[[Any], Mapping[str, Any]] | None = None
+    variant_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def three_steps(self, config: Any = None) -> list[tuple[str, str]]:
         """The three steps in words, filled in from `config` (the defaults when None).

@@ -54,8 +54,14 @@ class RunSettings:
 def resolve_config(
     lab: Lab, quick: bool, file_values: Mapping[str, Any], set_pairs: Sequence[tuple[str, str]]
 ) -> Any:
-    """defaults -> quick overrides -> TOML values -> --set pairs."""
-    return resolve(lab.config, lab.quick if quick else {}, file_values, set_pairs=set_pairs, owner=lab.id)
+    """defaults -> the lab's defaults for this config (`Lab.defaults_for`) -> quick overrides -> TOML values
+    -> --set pairs. The second layer needs a first resolution to know what it depends on (ppo-gym: the
+    environment, and so its action space); explicit values still win over it."""
+    layers = [lab.quick if quick else {}, file_values]
+    if lab.defaults_for is not None:
+        first = resolve(lab.config, *layers, set_pairs=set_pairs, owner=lab.id, check=False)
+        layers.insert(0, lab.defaults_for(first))
+    return resolve(lab.config, *layers, set_pairs=set_pairs, owner=lab.id)
 
 
 def run_lab(lab: Lab, config: Any, settings: RunSettings, run_dir: Path | None = None,

@@ -20,6 +20,7 @@ refused, because a field left out would make a resumed run drift silently.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +28,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.envs.classic_control import CartPoleEnv, PendulumEnv
+from gymnasium.envs.classic_control import AcrobotEnv, CartPoleEnv, Continuous_MountainCarEnv, MountainCarEnv, PendulumEnv
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 from gymnasium.wrappers import OrderEnforcing, TimeLimit
 
@@ -89,12 +90,53 @@ SAVED_FIELDS: dict[type, tuple[str, ...]] = {
     # random generator `np_random`, which every environment has and which draws each reset's start state.
     CartPoleEnv: ("state", "steps_beyond_terminated"),
     PendulumEnv: ("state", "last_u"),  # last_u: the last torque, only drawn, kept so the copy is whole
+    AcrobotEnv: ("state",),
+    MountainCarEnv: ("state",),
+    Continuous_MountainCarEnv: ("state",),
     TimeLimit: ("_elapsed_steps",),  # how far into the episode: when the time limit truncates it
     OrderEnforcing: ("_has_reset",),
 }
 """Fields are read and written by name through the wrapper chain (`get_wrapper_attr`), the way a vector
 env reaches its copies, in this process (SyncVectorEnv) or in their own (AsyncVectorEnv); the names are
 unique along each known chain, so every name reaches the one layer that owns it."""
+
+MUJOCO_ENVS = {"walker2d_v5": "Walker2dEnv", "hopper_v5": "HopperEnv", "half_cheetah_v5": "HalfCheetahEnv",
+               "swimmer_v5": "SwimmerEnv", "inverted_pendulum_v5": "InvertedPendulumEnv",
+               "inverted_double_pendulum_v5": "InvertedDoublePendulumEnv", "reacher_v5": "ReacherEnv"}
+"""MuJoCo environments (gymnasium.envs.mujoco, v5) whose whole state between steps is the simulator's `data`
+(read from their source: everything else they hold is set once at construction). `data` is saved as
+MuJoCo's own integration state (`mj_getState`, mjSTATE_INTEGRATION: time, positions, velocities, actuator
+activations, controls, and the constraint solver's warm start, without which the next step differs in the
+last bits). Imported lazily: MuJoCo is needed only to run these environments."""
+
+
+def _add_mujoco_envs() -> None:
+    for module, name in MUJOCO_ENVS.items():
+        try:
+            cls = getattr(importlib.import_module(f"gymnasium.envs.mujoco.{module}"), name)
+        except (ImportError, AttributeError):  # mujoco not installed: those environments cannot be made either
+            return
+        SAVED_FIELDS.setdefault(cls, ("data",))
+
+
+def _mujoco_state(data: Any) -> dict[str, Any]:
+    import mujoco
+
+    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    state = np.empty(mujoco.mj_stateSize(data.model, spec))
+    mujoco.mj_getState(data.model, data, state, spec)
+    return {"mujoco_state": torch.from_numpy(state)}
+
+
+def _set_mujoco_state(data: Any, saved: dict[str, Any]) -> Any:
+    import mujoco
+
+    spec = mujoco.mjtState.mjSTATE_INTEGRATION
+    state = saved["mujoco_state"].numpy()
+    if state.shape != (mujoco.mj_stateSize(data.model, spec),):
+        raise UserError("the checkpoint's MuJoCo state does not fit this environment's model; start the run again")
+    mujoco.mj_setState(data.model, data, state, spec)
+    return data
 
 
 def _layers(env: gym.Env) -> list[gym.Env]:
@@ -118,6 +160,7 @@ def _single_envs(envs: VectorEnv) -> list[gym.Env]:
 
 def saved_field_names(envs: VectorEnv) -> tuple[str, ...]:
     """The fields `env_state` saves for `envs`; refuses (one line) environments it cannot save whole."""
+    _add_mujoco_envs()
     if type(envs) not in (SyncVectorEnv, AsyncVectorEnv):
         raise UserError(f"cannot checkpoint a {type(envs).__name__}; resumable runs use gymnasium's SyncVectorEnv or AsyncVectorEnv")
     if envs.autoreset_mode != AutoresetMode.SAME_STEP:
@@ -134,6 +177,18 @@ def saved_field_names(envs: VectorEnv) -> tuple[str, ...]:
                         f"{', '.join(unknown)} keep{'s' if len(unknown) == 1 else ''} between steps is not known "
                         "(dlconcepts.rl.envs.SAVED_FIELDS); run it without checkpoints")
     return tuple(name for cls in chain for name in SAVED_FIELDS[cls])
+
+
+def why_not_checkpointable(source: EnvSource) -> str | None:
+    """Why runs on `source` cannot be checkpointed (what `saved_field_names` refuses), or None when they can."""
+    envs = make_vector_env(source, 1)
+    try:
+        saved_field_names(envs)
+        return None
+    except UserError as exc:
+        return str(exc)
+    finally:
+        envs.close()
 
 
 def env_state(envs: VectorEnv) -> dict[str, Any]:
@@ -160,7 +215,11 @@ def set_env_state(envs: VectorEnv, state: dict[str, Any]) -> None:
         raise UserError(f"the checkpoint holds {state['num_envs']} environments with fields {sorted(state['fields'])}; "
                         f"these are {envs.num_envs} with {sorted(names)}: the run's config changed; start it again")
     for name in names:
-        envs.set_attr(name, [_from_saved(value) for value in state["fields"][name]])
+        if name == "data":  # MuJoCo: the simulator's state goes into the copies' own data (a copy of it, async)
+            values = [_set_mujoco_state(data, saved) for data, saved in zip(envs.get_attr("data"), state["fields"][name])]
+        else:
+            values = [_from_saved(value) for value in state["fields"][name]]
+        envs.set_attr(name, values)
     envs.set_attr("np_random", [_generator(saved) for saved in state["np_random"]])
 
 
@@ -172,6 +231,10 @@ def _to_saved(value: Any) -> Any:
         return {"numpy_scalar": torch.from_numpy(np.asarray(value).copy())}
     if value is None or isinstance(value, (bool, int, float)):
         return value
+    if isinstance(value, tuple):  # e.g. MountainCar's state, (position, velocity) as NumPy scalars
+        return {"tuple": [_to_saved(item) for item in value]}
+    if type(value).__name__ == "MjData":
+        return _mujoco_state(value)
     raise UserError(f"cannot checkpoint an environment field of type {type(value).__name__}")
 
 
@@ -180,6 +243,8 @@ def _from_saved(value: Any) -> Any:
         return value["ndarray"].numpy().copy()
     if isinstance(value, dict) and "numpy_scalar" in value:
         return value["numpy_scalar"].numpy()[()]
+    if isinstance(value, dict) and "tuple" in value:
+        return tuple(_from_saved(item) for item in value["tuple"])
     return value
 
 
