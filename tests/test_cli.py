@@ -95,8 +95,9 @@ def test_version_labs_and_help():
         assert lab.id in result.stdout
         for _, step in lab.three_steps():
             assert step in result.stdout
-    for args in (["--help"], ["run", "--help"], ["labs", "--help"], ["config", "--help"]):
+    for args in (["--help"], ["run", "--help"], ["labs", "--help"], ["config", "--help"], ["serve", "--help"]):
         assert dlc(*args).returncode == 0
+    assert "serve" in dlc("--help").stdout
     result = dlc("config", "mlp-regression")
     assert result.returncode == 0 and "lr" in result.stdout and "learning rate" in result.stdout
 

@@ -8,6 +8,7 @@
     dlc train --data F --target C  cross-validate and fit an MLP on your own table (.csv, .xlsx)
     dlc predict --model RUN --data F   apply a model from dlc train to new rows
     dlc play RUN_DIR [--gif F.gif]  watch a trained PPO policy (a PPO lab's or dlc rl's run) act
+    dlc serve [--runs DIR] [--port 8000] [--host 127.0.0.1]   the course in a browser: runs, live labs, Playground
 
 Every mistake a user can make ends in one line on stderr and exit code 2, never a traceback.
 """
@@ -84,6 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_explain_conv(topics)
     _add_train_and_predict(sub)
     _add_play(sub)
+    _add_serve(sub)
     return parser
 
 
@@ -129,6 +131,21 @@ def _rl(args: argparse.Namespace, argv: Sequence[str]) -> int:
     front = [f"env={args.env}"] + ([f"total_steps={args.steps}"] if args.steps is not None else [])
     args.set_pairs = front + list(args.set_pairs)
     return _run(args, argv)
+
+
+def _add_serve(sub: Any) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="the course in a browser: runs and reports, labs started and watched live, the MLP Playground",
+        description="A local web app: every lab with its config form (validated as 'dlc run' validates), its log, "
+        "progress and numbers live while it trains, then its report; every run in the runs folder; the "
+        "Playground. Listens on 127.0.0.1 (this machine only) until Ctrl-C, which also stops the runs it started.",
+    )
+    serve.add_argument("--runs", default="runs", metavar="DIR",
+                       help="the runs folder to show, and where started labs write (default runs/)")
+    serve.add_argument("--port", type=int, default=8000, help="the port (default 8000; 0: any free port)")
+    serve.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1: this "
+                       "machine only; another, such as 0.0.0.0, lets anyone who can reach it start labs here)")
 
 
 def _add_play(sub: Any) -> None:
@@ -477,6 +494,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _predict(args)
         if args.command == "play":
             return _play(args)
+        if args.command == "serve":
+            from dlconcepts.serve import serve
+
+            return serve(args.runs, host=args.host, port=args.port)
         parser.print_help()
         return 0
     except UserError as exc:
