@@ -11,8 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from dlconcepts.config import param
 from dlconcepts.errors import ConfigError
 from dlconcepts.labs.base import LabContext
+from dlconcepts.nets import ACTIVATIONS
 from dlconcepts.report import rl_figures
 from dlconcepts.rl.evaluate import Evaluation, first_rolling_mean_at_least
 from dlconcepts.rl.experiment import Experiment, ExperimentResult, run_experiment
@@ -21,6 +23,44 @@ from dlconcepts.rl.ppo import PPOConfig, UpdateStats
 from dlconcepts.rl.rollout import EpisodeLog
 
 PPO_KEYS = tuple(PPOConfig.__dataclass_fields__)
+
+# What each key of a PPO lab's Config means and accepts: written once here, so that the labs' Config classes
+# (each with the defaults its environment needs) list their keys in one line apiece.
+LAB_KEYS: dict[str, tuple[str, dict[str, Any]]] = {
+    "total_steps": ("environment steps of training", {"positive": True}),
+    "n_envs": ("environments stepped together (gymnasium.vector)", {"positive": True}),
+    "async_envs": ("one process per environment (AsyncVectorEnv) instead of stepping them in turn", {}),
+    "n_steps": ("steps per environment per rollout (T)", {"positive": True}),
+    "n_epochs": ("passes over each rollout", {"positive": True}),
+    "minibatch_size": ("transitions per gradient step; must divide n_steps × n_envs", {"positive": True}),
+    "lr": ("Adam's learning rate at the start", {"positive": True}),
+    "anneal_lr": ("decrease the learning rate linearly to 0", {}),
+    "gamma": ("discount factor γ", {"minimum": 0.0, "maximum": 1.0}),
+    "gae_lambda": ("GAE's λ (0: one-step TD, 1: Monte Carlo)", {"minimum": 0.0, "maximum": 1.0}),
+    "clip_range": ("PPO's ε: the ratio is clipped to [1 − ε, 1 + ε]", {"positive": True}),
+    "anneal_clip": ("decrease ε linearly to 0 with the learning rate", {}),
+    "clip_value": ("clip V to old V ± this before the MSE (0 = off)", {"minimum": 0.0}),
+    "vf_coef": ("weight of the critic's MSE", {"minimum": 0.0}),
+    "ent_coef": ("weight of the entropy bonus", {"minimum": 0.0}),
+    "max_grad_norm": ("clip the gradient norm to this (0 = off)", {"minimum": 0.0}),
+    "target_kl": ("stop an update once approx KL exceeds this (0 = never)", {"minimum": 0.0}),
+    "normalize_advantage": ("standardize advantages per minibatch", {}),
+    "bootstrap_truncation": ("bootstrap V(final obs) where a time limit cuts an episode (false: the classic fault)", {}),
+    "normalize_obs": ("normalize observations with running mean and std (saved with the policy)", {}),
+    "scale_rewards": ("divide rewards by the running std of the discounted return", {}),
+    "log_std_init": ("initial log σ of the Gaussian policy", {}),
+    "hidden": ("hidden widths of actor and critic", {"positive": True}),
+    "activation": ("activation of the hidden layers", {"choices": tuple(ACTIVATIONS)}),
+    "shared_trunk": ("one trunk with two heads instead of two networks", {}),
+    "eval_every": ("evaluate the deterministic policy every this many env steps (0: only at the end)", {"minimum": 0}),
+    "eval_episodes": ("episodes per evaluation", {"positive": True}),
+}
+
+
+def ppo_param(key: str, default: Any, help: str | None = None) -> Any:
+    """A PPO lab's config field `key` with this lab's default (and, where it says more, its own help)."""
+    meaning, limits = LAB_KEYS[key]
+    return param(default, help or meaning, **limits)
 
 
 def ppo_config_from(cfg: Any) -> PPOConfig:

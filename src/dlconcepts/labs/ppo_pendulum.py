@@ -25,10 +25,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from dlconcepts.config import param
-from dlconcepts.labs._ppo import check_config, eval_table, experiment_from_config, run_and_report
+from dlconcepts.labs._ppo import check_config, eval_table, experiment_from_config, ppo_param, run_and_report
 from dlconcepts.labs.base import Lab, LabContext, Result
-from dlconcepts.nets import ACTIVATIONS
 
 ENV_ID = "Pendulum-v1"
 TARGET = -250.0
@@ -37,33 +35,33 @@ RANDOM_POLICY_RETURN = -1200.0  # a uniformly random torque averages about −12
 
 @dataclass(frozen=True)
 class Config:
-    total_steps: int = param(300_000, "environment steps of training (the issue's budget)", positive=True)
-    n_envs: int = param(8, "environments stepped together (gymnasium.vector)", positive=True)
-    async_envs: bool = param(False, "one process per environment (AsyncVectorEnv) instead of stepping them in turn")
-    n_steps: int = param(256, "steps per environment per rollout (T)", positive=True)
-    n_epochs: int = param(10, "passes over each rollout", positive=True)
-    minibatch_size: int = param(256, "transitions per gradient step; must divide n_steps × n_envs", positive=True)
-    lr: float = param(1e-3, "Adam's learning rate at the start", positive=True)
-    anneal_lr: bool = param(True, "decrease the learning rate linearly to 0")
-    gamma: float = param(0.9, "discount factor γ", minimum=0.0, maximum=1.0)
-    gae_lambda: float = param(0.95, "GAE's λ (0: one-step TD, 1: Monte Carlo)", minimum=0.0, maximum=1.0)
-    clip_range: float = param(0.2, "PPO's ε: the ratio is clipped to [1 − ε, 1 + ε]", positive=True)
-    anneal_clip: bool = param(False, "decrease ε linearly to 0 with the learning rate")
-    clip_value: float = param(0.0, "clip V to old V ± this before the MSE (0 = off)", minimum=0.0)
-    vf_coef: float = param(0.5, "weight of the critic's MSE", minimum=0.0)
-    ent_coef: float = param(0.0, "weight of the entropy bonus", minimum=0.0)
-    max_grad_norm: float = param(0.5, "clip the gradient norm to this (0 = off)", minimum=0.0)
-    target_kl: float = param(0.0, "stop an update once approx KL exceeds this (0 = never)", minimum=0.0)
-    normalize_advantage: bool = param(True, "standardize advantages per minibatch")
-    bootstrap_truncation: bool = param(True, "bootstrap V(final obs) at the 200-step time limit (false: the classic fault)")
-    normalize_obs: bool = param(True, "normalize observations with running mean and std (saved with the policy)")
-    scale_rewards: bool = param(True, "divide rewards by the running std of the discounted return")
-    log_std_init: float = param(0.0, "initial log σ of the Gaussian policy")
-    hidden: tuple[int, ...] = param((64, 64), "hidden widths of actor and critic", positive=True)
-    activation: str = param("tanh", "activation of the hidden layers", choices=tuple(ACTIVATIONS))
-    shared_trunk: bool = param(False, "one trunk with two heads instead of two networks")
-    eval_every: int = param(20_000, "evaluate the deterministic policy every this many env steps (0: only at the end)", minimum=0)
-    eval_episodes: int = param(20, "episodes per evaluation", positive=True)
+    total_steps: int = ppo_param("total_steps", 300_000, "environment steps of training (the issue's budget)")
+    n_envs: int = ppo_param("n_envs", 8)
+    async_envs: bool = ppo_param("async_envs", False)
+    n_steps: int = ppo_param("n_steps", 256)
+    n_epochs: int = ppo_param("n_epochs", 10)
+    minibatch_size: int = ppo_param("minibatch_size", 256)
+    lr: float = ppo_param("lr", 1e-3)
+    anneal_lr: bool = ppo_param("anneal_lr", True)
+    gamma: float = ppo_param("gamma", 0.9)
+    gae_lambda: float = ppo_param("gae_lambda", 0.95)
+    clip_range: float = ppo_param("clip_range", 0.2)
+    anneal_clip: bool = ppo_param("anneal_clip", False)
+    clip_value: float = ppo_param("clip_value", 0.0)
+    vf_coef: float = ppo_param("vf_coef", 0.5)
+    ent_coef: float = ppo_param("ent_coef", 0.0)
+    max_grad_norm: float = ppo_param("max_grad_norm", 0.5)
+    target_kl: float = ppo_param("target_kl", 0.0)
+    normalize_advantage: bool = ppo_param("normalize_advantage", True)
+    bootstrap_truncation: bool = ppo_param("bootstrap_truncation", True, "bootstrap V(final obs) at the 200-step time limit (false: the classic fault)")
+    normalize_obs: bool = ppo_param("normalize_obs", True)
+    scale_rewards: bool = ppo_param("scale_rewards", True)
+    log_std_init: float = ppo_param("log_std_init", 0.0)
+    hidden: tuple[int, ...] = ppo_param("hidden", (64, 64))
+    activation: str = ppo_param("activation", "tanh")
+    shared_trunk: bool = ppo_param("shared_trunk", False)
+    eval_every: int = ppo_param("eval_every", 20_000)
+    eval_episodes: int = ppo_param("eval_episodes", 20)
 
     def check(self) -> None:
         check_config(self)
