@@ -57,6 +57,11 @@ LAB_KEYS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
+# Every PPO lab's steps 2 and 3 (templates filled from its config, as every lab's three steps are).
+LOSS = "clipped surrogate (ε={clip_range}, KL watched) + {vf_coef}·MSE(V, λ-return) − {ent_coef}·entropy"
+MINIMIZER = "Adam lr {lr}, {n_epochs} epochs × minibatches of {minibatch_size}, GAE(γ={gamma}, λ={gae_lambda})"
+
+
 def ppo_param(key: str, default: Any, help: str | None = None) -> Any:
     """A PPO lab's config field `key` with this lab's default (and, where it says more, its own help)."""
     meaning, limits = LAB_KEYS[key]

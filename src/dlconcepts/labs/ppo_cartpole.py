@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dlconcepts.labs._ppo import check_config, eval_table, experiment_from_config, ppo_param, run_and_report
+from dlconcepts.labs._ppo import (LOSS, MINIMIZER, check_config, eval_table, experiment_from_config, ppo_param,
+                                  run_and_report)
 from dlconcepts.labs.base import Lab, LabContext, Result
 
 ENV_ID = "CartPole-v1"
@@ -90,8 +91,8 @@ LAB = Lab(
     id="ppo-cartpole",
     title="PPO actor-critic balances CartPole-v1",
     function="actor π(a∣s): categorical over 2 actions, critic V(s); MLPs 4→{hidden}, {activation}",
-    loss="clipped surrogate (ε={clip_range}, KL watched) + {vf_coef}·MSE(V, λ-return) − {ent_coef}·entropy",
-    minimizer="Adam lr {lr}, {n_epochs} epochs × minibatches of {minibatch_size}, GAE(γ={gamma}, λ={gae_lambda})",
+    loss=LOSS,
+    minimizer=MINIMIZER,
     data="Gymnasium CartPole-v1 (classic control, simulated offline)",
     typical_time="~40 s (quick ~3 s)",
     config=Config,

@@ -38,7 +38,8 @@ from typing import Any
 
 from dlconcepts.config import param
 from dlconcepts.errors import UserError
-from dlconcepts.labs._ppo import check_config, eval_table, experiment_from_config, ppo_param, run_and_report
+from dlconcepts.labs._ppo import (LOSS, MINIMIZER, check_config, eval_table, experiment_from_config, ppo_param,
+                                  run_and_report)
 from dlconcepts.labs.base import Lab, LabContext, Result
 from dlconcepts.rl.envs import why_not_checkpointable
 
@@ -243,8 +244,8 @@ LAB = Lab(
     title="PPO actor-critic on any Gymnasium environment (Discrete or Box actions)",
     function="actor π(a∣s) for {env}: categorical (Discrete actions) or diagonal Gaussian, learned log σ "
              "(Box actions); critic V(s); MLPs {hidden}, {activation}",
-    loss="clipped surrogate (ε={clip_range}, KL watched) + {vf_coef}·MSE(V, λ-return) − {ent_coef}·entropy",
-    minimizer="Adam lr {lr}, {n_epochs} epochs × minibatches of {minibatch_size}, GAE(γ={gamma}, λ={gae_lambda})",
+    loss=LOSS,
+    minimizer=MINIMIZER,
     data="any Gymnasium environment with vector observations (default Acrobot-v1), simulated offline",
     typical_time="~20 s (Acrobot-v1) to ~1 min (MountainCarContinuous-v0) (quick ~5 s)",
     config=Config,

@@ -25,7 +25,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from dlconcepts.labs._ppo import check_config, eval_table, experiment_from_config, ppo_param, run_and_report
+from dlconcepts.labs._ppo import (LOSS, MINIMIZER, check_config, eval_table, experiment_from_config, ppo_param,
+                                  run_and_report)
 from dlconcepts.labs.base import Lab, LabContext, Result
 
 ENV_ID = "Pendulum-v1"
@@ -99,8 +100,8 @@ LAB = Lab(
     id="ppo-pendulum",
     title="PPO actor-critic swings up Pendulum-v1 (continuous torque)",
     function="actor π(a∣s): diagonal Gaussian, learned log σ; critic V(s); MLPs 3→{hidden}, {activation}",
-    loss="clipped surrogate (ε={clip_range}, KL watched) + {vf_coef}·MSE(V, λ-return) − {ent_coef}·entropy",
-    minimizer="Adam lr {lr}, {n_epochs} epochs × minibatches of {minibatch_size}, GAE(γ={gamma}, λ={gae_lambda})",
+    loss=LOSS,
+    minimizer=MINIMIZER,
     data="Gymnasium Pendulum-v1 (classic control, simulated offline)",
     typical_time="~2 min (quick ~3 s)",
     config=Config,

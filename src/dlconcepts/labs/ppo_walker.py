@@ -33,7 +33,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from dlconcepts.labs._ppo import check_config, eval_table, experiment_from_config, ppo_param, run_and_report
+from dlconcepts.labs._ppo import (LOSS, MINIMIZER, check_config, eval_table, experiment_from_config, ppo_param,
+                                  run_and_report)
 from dlconcepts.labs.base import Lab, LabContext, Result
 
 ENV_ID = "Walker2d-v5"
@@ -112,10 +113,10 @@ LAB = Lab(
     id="ppo-walker",
     title="PPO actor-critic teaches MuJoCo's Walker2d-v5 to walk (6 continuous torques)",
     function="actor π(a∣s): diagonal Gaussian over 6 torques, learned log σ; critic V(s); MLPs 17→{hidden}, {activation}",
-    loss="clipped surrogate (ε={clip_range}, KL watched) + {vf_coef}·MSE(V, λ-return) − {ent_coef}·entropy",
-    minimizer="Adam lr {lr}, {n_epochs} epochs × minibatches of {minibatch_size}, GAE(γ={gamma}, λ={gae_lambda})",
+    loss=LOSS,
+    minimizer=MINIMIZER,
     data="Gymnasium Walker2d-v5 (MuJoCo physics, simulated offline)",
-    typical_time="~12 min (quick ~10 s)",
+    typical_time="~6 min (quick ~10 s)",
     config=Config,
     run=run,
     quick={"total_steps": 8_192, "eval_every": 0, "eval_episodes": 5},
