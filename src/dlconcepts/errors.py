@@ -35,7 +35,12 @@ class ShapeMismatchError(UserError, ValueError):
     """Predictions and targets have shapes that would broadcast silently in the loss."""
 
 
-def did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """' (did you mean 'x'?)' for the closest choice, or '' when nothing is close."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.5)
-    return f" (did you mean '{close[0]}'?)" if close else ""
+def did_you_mean(word: str, choices: Iterable[str], n: int = 1, cutoff: float = 0.5, ignore_case: bool = False) -> str:
+    """' (did you mean 'x'?)' for the closest choice (up to `n`: 'x', 'y' or 'z'), or '' when nothing is close."""
+    by_key = {(c.lower() if ignore_case else c): c for c in choices}
+    close = [by_key[m] for m in difflib.get_close_matches(word.lower() if ignore_case else word, list(by_key), n=n,
+                                                          cutoff=cutoff)]
+    if not close:
+        return ""
+    quoted = [f"'{c}'" for c in close]
+    return f" (did you mean {quoted[0] if len(quoted) == 1 else ', '.join(quoted[:-1]) + ' or ' + quoted[-1]}?)"

@@ -30,14 +30,13 @@ and its log says so.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import math
 from dataclasses import dataclass
 from typing import Any
 
 from dlconcepts.config import param
-from dlconcepts.errors import UserError
+from dlconcepts.errors import UserError, did_you_mean
 from dlconcepts.labs._ppo import (LOSS, MINIMIZER, check_config, eval_table, experiment_from_config, ppo_param,
                                   run_and_report)
 from dlconcepts.labs.base import Lab, LabContext, Result
@@ -125,7 +124,7 @@ def inspect_env(env_id: str) -> EnvFacts:
     from dlconcepts.rl.envs import space_info
 
     if ":" not in env_id and env_id not in gym.registry:  # "module:Env-v0" imports its module first
-        raise UserError(f"unknown Gymnasium environment '{env_id}'{_close_ids(env_id, list(gym.registry))}; "
+        raise UserError(f"unknown Gymnasium environment '{env_id}'{did_you_mean(env_id, gym.registry, n=3, cutoff=0.7, ignore_case=True)}; "
                         "list the ids with: python -c \"import gymnasium; gymnasium.pprint_registry()\"")
     try:
         env = gym.make(env_id, disable_env_checker=True)
@@ -157,15 +156,6 @@ def _describe(space: Any) -> str:
             return f"Box({low[0]:g}, {high[0]:g}, {space.shape})"
         return f"Box({space.shape})"
     return str(space)
-
-
-def _close_ids(env_id: str, ids: list[str]) -> str:
-    by_lower = {i.lower(): i for i in ids}
-    close = [by_lower[m] for m in difflib.get_close_matches(env_id.lower(), list(by_lower), n=3, cutoff=0.7)]
-    if not close:
-        return ""
-    quoted = [f"'{c}'" for c in close]
-    return f" (did you mean {quoted[0] if len(quoted) == 1 else ', '.join(quoted[:-1]) + ' or ' + quoted[-1]}?)"
 
 
 def _first_line(exc: BaseException) -> str:
